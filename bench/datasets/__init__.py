@@ -1,0 +1,10 @@
+"""Dataset registry: `@DATASETS.register(name)` on a `load(root, **options) -> DatasetIndex` function."""
+
+from __future__ import annotations
+
+from bench.datasets.base import DatasetError, DatasetIndex
+from bench.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+__all__ = ["DATASETS", "DatasetError", "DatasetIndex"]

@@ -1,0 +1,127 @@
+"""The run folder: the only thing a run writes and the only thing `collect` reads.
+
+Layout of ``<output_dir>/<run_id>/``::
+
+    config.yaml      the full resolved config (written first)
+    cell.json        {"sweep": name, "grid": {dotted key: value}} when the run is a sweep cell
+    history.jsonl    one JSON object per finished epoch (loss, lr, stats, sampler log, val metrics)
+    checkpoint.pt    model/optimizer/scheduler/sampler/RNG state of the last completed step
+    metrics.json     {"run_id", "dataset", "protocol", "epoch", "layers": {layer: {metric: value}}}
+    run.log          human-readable log (data problems, skipped images, timings)
+    error.txt        traceback of the last failure (removed when a later attempt succeeds)
+    DONE             written last, atomically: a run is finished only when this marker exists
+
+Every write is atomic (temp file + fsync + rename), so a killed job never leaves a half-written
+file, and a folder with DONE is never written to again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.yaml"
+CELL = "cell.json"
+HISTORY = "history.jsonl"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+LOG = "run.log"
+ERROR = "error.txt"
+DONE = "DONE"
+
+
+class RunFinishedError(RuntimeError):
+    """Refusing to write into a run folder that is already finished."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def is_done(run_dir: Path) -> bool:
+    return (Path(run_dir) / DONE).is_file()
+
+
+def mark_done(run_dir: Path, info: dict[str, Any]) -> None:
+    """Write the DONE marker last; the run is finished from this instant on."""
+    (Path(run_dir) / ERROR).unlink(missing_ok=True)
+    atomic_write_json(Path(run_dir) / DONE, {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
+
+
+def ensure_writable(run_dir: Path) -> None:
+    if is_done(run_dir):
+        raise RunFinishedError(f"{run_dir} is finished (has {DONE}); refusing to overwrite its results")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """History rows; a truncated last line (killed mid-write) is ignored."""
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite history atomically (rows of epochs after the resumed checkpoint are dropped)."""
+    text = "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in rows)
+    atomic_write_text(Path(run_dir) / HISTORY, text)
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    with open(Path(run_dir) / LOG, "a") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+
+def run_state(run_dir: Path) -> str:
+    """done | failed | started | empty — as read from the folder alone (no scheduler involved)."""
+    run_dir = Path(run_dir)
+    if (run_dir / DONE).is_file():
+        return "done"
+    if (run_dir / ERROR).is_file():
+        return "failed"
+    if (run_dir / CONFIG).is_file():
+        return "started"
+    return "empty"

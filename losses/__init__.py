@@ -1,0 +1,28 @@
+"""The loss registry: one module per loss family, all called the same way (see `losses.base`).
+
+>>> loss = build("bdl")
+>>> isinstance(loss, MetricLoss)
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.registry import Registry
+from losses.base import MetricLoss
+
+LOSSES: Registry[type[MetricLoss]] = Registry("loss")
+register = LOSSES.register
+
+
+def build(name: str, **params: Any) -> MetricLoss:
+    """Instantiate a registered loss by name, checking its parameters first."""
+    LOSSES.check_params(name, params)
+    return LOSSES.get(name)(**params)
+
+
+# Importing the modules registers their losses.
+# (the loss modules are imported here; see the end of this file)
+
+__all__ = ["LOSSES", "MetricLoss", "build", "register"]

@@ -1,0 +1,29 @@
+"""The sampler registry: how training batches are drawn (see `samplers.base`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.registry import Registry
+from samplers.base import Batch, BatchSampler
+
+SAMPLERS: Registry[type[BatchSampler]] = Registry("sampler")
+register = SAMPLERS.register
+
+
+def build(
+    name: str,
+    labels: np.ndarray,
+    *,
+    seed: int,
+    groups: np.ndarray | None = None,
+    batches_per_epoch: int | None = None,
+    **params: Any,
+) -> BatchSampler:
+    SAMPLERS.check_params(name, params)
+    return SAMPLERS.get(name)(labels, seed=seed, groups=groups, batches_per_epoch=batches_per_epoch, **params)
+
+
+__all__ = ["SAMPLERS", "Batch", "BatchSampler", "build", "register"]
