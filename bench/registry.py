@@ -11,7 +11,7 @@ Traceback (most recent call last):
 ...
 KeyError: "unknown thing 'dubble'; did you mean 'double'? Known: double"
 >>> THINGS.params("double")
-{'scale': 2}
+{'x': '<required>', 'scale': 2}
 """
 
 from __future__ import annotations
