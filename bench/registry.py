@@ -98,7 +98,10 @@ class Registry(Generic[T]):
 
 
 # Parameters every entry of a kind receives from the harness rather than from the user's config.
-HARNESS_ARGS = {"self", "labels", "seed", "groups", "root", "num_attributes", "dataset"}
+HARNESS_ARGS = {
+    "self", "labels", "seed", "groups", "root", "num_attributes", "dataset",
+    "val_classes", "subset", "batches_per_epoch",
+}
 
 
 def signature_params(obj: Any) -> dict[str, Any]:

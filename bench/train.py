@@ -1,0 +1,456 @@
+"""One run: config -> (dataset, sampler, model, loss) -> train -> per-layer features -> metrics -> run folder.
+
+`prepare` checks everything that can be checked before work starts (names, parameters, loss x sampler
+x dataset compatibility, weights on disk, readable images); `train_run` then trains with a checkpoint
+after every epoch and resumes from it automatically, so a killed or preempted run continues where it
+stopped and reaches the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import losses
+import samplers
+from bench import rundir
+from bench.config import Config, ConfigError, config_from_dict, dump_config, run_id
+from bench.datasets import DATASETS, DatasetIndex
+from bench.datasets.images import ImageDataset, build_transform, check_images_or_raise
+from bench.evaluate import evaluate_layers
+from bench.models import BACKBONES, EmbeddingNet, check_weights
+from bench.registry import import_plugins
+from losses.compat import compatibility_error
+
+EMBEDDING_SAMPLE = "embeddings_sample.npz"
+EMBEDDING_SAMPLE_SIZE = 2000
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient norm became NaN/inf: the run stops instead of writing garbage."""
+
+
+@dataclass
+class RunParts:
+    """Everything `prepare` built and checked; nothing has been trained yet."""
+
+    cfg: Config
+    index: DatasetIndex
+    train_positions: np.ndarray  # dataset indices of the (usable) training images
+    eval_positions: np.ndarray  # dataset indices of the evaluation images (query+gallery or test)
+    val_positions: np.ndarray  # dataset indices of the validation images (may be empty)
+    sampler: samplers.BatchSampler
+    device: torch.device
+    notes: list[str]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def check_names(cfg: Config) -> None:
+    """Registry names and their parameters; typos fail here, naming the closest valid name."""
+    import_plugins(cfg.plugins)
+    try:
+        losses.LOSSES.check_params(cfg.loss.name, cfg.loss.params)
+        samplers.SAMPLERS.check_params(cfg.sampler.name, cfg.sampler.params)
+        DATASETS.check_params(cfg.data.dataset, cfg.data.options)
+        BACKBONES.get(cfg.model.backbone)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(str(err).strip('"')) from None
+    if cfg.train.optimizer not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"train.optimizer must be adam, adamw or sgd, not '{cfg.train.optimizer}'")
+    if cfg.train.lr_schedule not in ("none", "cosine", "step"):
+        raise ConfigError(f"train.lr_schedule must be none, cosine or step, not '{cfg.train.lr_schedule}'")
+    if cfg.train.amp not in ("auto", "bf16", "fp16", "off"):
+        raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, not '{cfg.train.amp}'")
+    bad_layers = set(cfg.eval.layers) - {"emb", "fc", "conv"}
+    if bad_layers:
+        raise ConfigError(f"eval.layers may only hold emb, fc, conv; got {sorted(bad_layers)}")
+
+
+def load_index(cfg: Config) -> DatasetIndex:
+    loader = DATASETS.get(cfg.data.dataset)
+    return loader(cfg.data.root, val_classes=cfg.data.val_classes, subset=cfg.data.subset, seed=cfg.seed, **cfg.data.options)
+
+
+def prepare(cfg: Config, log: Callable[[str], None] = print, check_images: bool = True) -> RunParts:
+    """Build and check everything a run needs, before any training happens."""
+    check_names(cfg)
+    check_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights_path)
+    device = resolve_device(cfg.train.device)
+    index = load_index(cfg)
+    sampler_cls = samplers.SAMPLERS.get(cfg.sampler.name)
+    problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes)
+    if problem:
+        raise ConfigError(problem)
+    train_positions = index.indices("train")
+    eval_splits = ("query", "gallery") if index.protocol == "query-gallery" else ("test",)
+    eval_positions = np.flatnonzero(np.isin(index.splits, eval_splits))
+    val_positions = index.indices("val")
+    if check_images:
+        train_positions = check_images_or_raise(index, train_positions, cfg.data.skip_bad_images, log)
+        eval_positions = check_images_or_raise(index, eval_positions, cfg.data.skip_bad_images, log)
+        if len(val_positions):
+            val_positions = check_images_or_raise(index, val_positions, cfg.data.skip_bad_images, log)
+    groups = None if index.groups is None else index.groups[train_positions]
+    sampler = samplers.build(
+        cfg.sampler.name,
+        index.labels[train_positions],
+        seed=cfg.seed,
+        groups=groups,
+        batches_per_epoch=cfg.sampler.batches_per_epoch,
+        **cfg.sampler.params,
+    )
+    return RunParts(cfg, index, train_positions, eval_positions, val_positions, sampler, device, list(index.notes))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg: Config, params: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+    epochs = max(cfg.train.epochs, 1)
+    if cfg.train.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if cfg.train.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, math.ceil(epochs * 2 / 3)), gamma=0.1)
+    return None
+
+
+def autocast_context(cfg: Config, device: torch.device) -> Any:
+    if device.type != "cuda" or cfg.train.amp == "off":
+        return nullcontext()
+    dtype = torch.float16 if cfg.train.amp == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def extract_features(
+    model: EmbeddingNet, parts: RunParts, positions: np.ndarray, layers: list[str], progress: bool, desc: str
+) -> dict[str, torch.Tensor]:
+    """One pass over `positions`, keeping every requested layer (Emb / FC / Conv)."""
+    cfg = parts.cfg
+    dataset = ImageDataset(parts.index, positions, build_transform(cfg.data.image_size, train=False))
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.eval.batch_size,
+        shuffle=False,
+        num_workers=cfg.train.num_workers,
+        pin_memory=parts.device.type == "cuda",
+    )
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    for images, _pos in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        images = images.to(parts.device, non_blocking=True)
+        with autocast_context(cfg, parts.device):
+            out = model(images)
+        for layer in layers:
+            chunks[layer].append(out[layer].float().cpu())
+    return {layer: torch.cat(chunks[layer]) for layer in layers}
+
+
+def evaluate_positions(
+    model: EmbeddingNet, parts: RunParts, positions: np.ndarray, progress: bool, desc: str, protocol: str | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
+    cfg = parts.cfg
+    index = parts.index
+    ks = cfg.eval.ks or list(index.ks)
+    feats = extract_features(model, parts, positions, cfg.eval.layers, progress, desc)
+    attrs = None if index.attributes is None else index.attributes[positions]
+    metrics = evaluate_layers(
+        feats,
+        index.labels[positions],
+        index.splits[positions],
+        protocol or index.protocol,
+        ks,
+        attributes=attrs,
+        backend=cfg.eval.backend,
+    )
+    return metrics, feats
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    epoch: int,
+    model: EmbeddingNet,
+    loss: losses.MetricLoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    sampler: samplers.BatchSampler,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    state = {
+        "epoch": epoch,  # number of completed epochs
+        "model": model.state_dict(),
+        "loss": loss.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "sampler": sampler.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    rundir.atomic_write_bytes(run_dir / rundir.CHECKPOINT, buffer.getvalue())
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / rundir.CHECKPOINT
+    if not path.is_file():
+        return None
+    # Our own file (written atomically by save_checkpoint); it holds RNG states, hence weights_only=False.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    """Write config.yaml, or check that an existing one describes the same run."""
+    path = run_dir / rundir.CONFIG
+    if path.is_file():
+        existing = config_from_dict(yaml.safe_load(path.read_text()))
+        if run_id(existing) != run_id(cfg):
+            raise ConfigError(
+                f"{run_dir} already holds a different run (run_id {run_id(existing)} != {run_id(cfg)}); "
+                "choose another output_dir or remove that folder"
+            )
+        return
+    rundir.atomic_write_text(path, dump_config(cfg))
+
+
+def save_embedding_sample(run_dir: Path, parts: RunParts, feats: dict[str, torch.Tensor], positions: np.ndarray) -> None:
+    """A fixed random sample of Emb features for the embedding plots (PCA / t-SNE) of any run."""
+    if "emb" not in feats:
+        return
+    rng = np.random.default_rng(parts.cfg.seed)
+    take = np.sort(rng.permutation(len(positions))[:EMBEDDING_SAMPLE_SIZE])
+    arrays: dict[str, np.ndarray] = {
+        "emb": torch.nn.functional.normalize(feats["emb"][take], dim=1).numpy().astype(np.float32),
+        "labels": parts.index.labels[positions[take]],
+    }
+    if parts.index.attributes is not None:
+        arrays["attributes"] = parts.index.attributes[positions[take]].astype(np.float32)
+        arrays["attribute_names"] = np.asarray(parts.index.attribute_names or [], dtype=str)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    rundir.atomic_write_bytes(run_dir / EMBEDDING_SAMPLE, buffer.getvalue())
+
+
+def _mean_stats(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for r in rows for k in r}
+    out = {}
+    for k in sorted(keys):
+        vals = [r[k] for r in rows if k in r and r[k] is not None and math.isfinite(r[k])]
+        if vals:
+            out[k] = float(np.mean(vals))
+    return out
+
+
+def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate one run into `run_dir` (default `<output_dir>/<run_id>`); return metrics.json's dict.
+
+    A finished folder (DONE) is returned as is and never written to. A folder with a checkpoint resumes
+    after its last completed epoch.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / run_id(cfg)
+    if rundir.is_done(run_dir):
+        return rundir.read_json(run_dir / rundir.METRICS)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, cfg)
+
+    def log(line: str) -> None:
+        rundir.append_log(run_dir, line)
+        if progress:
+            tqdm.write(line)
+
+    parts = prepare(cfg, log=log)
+    for note in parts.notes:
+        log(f"note: {note}")
+    device = parts.device
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)
+    model = EmbeddingNet(
+        cfg.model.backbone,
+        fc_dim=cfg.model.fc_dim,
+        emb_dim=cfg.model.emb_dim,
+        num_attributes=parts.index.num_attributes,
+        pretrained=cfg.model.pretrained,
+        weights_path=cfg.model.weights_path,
+        freeze_bn=cfg.model.freeze_bn,
+    ).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(device)
+    param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if loss_fn.has_parameters:
+        param_groups.append({"params": list(loss_fn.parameters())})
+    optimizer = build_optimizer(cfg, param_groups)
+    scheduler = build_scheduler(cfg, optimizer)
+    use_scaler = device.type == "cuda" and cfg.train.amp == "fp16"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    start_epoch = 0
+    history = rundir.read_history(run_dir)
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        loss_fn.load_state_dict(checkpoint["loss"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None and checkpoint["scheduler"] is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None and checkpoint["scaler"] is not None:
+            scaler.load_state_dict(checkpoint["scaler"])
+        parts.sampler.load_state_dict(checkpoint["sampler"])
+        restore_rng(checkpoint["rng"])
+        start_epoch = int(checkpoint["epoch"])
+        log(f"resuming {run_dir.name} after epoch {start_epoch}")
+    # Epochs after the checkpoint were lost with the killed process: drop their history rows.
+    history = [row for row in history if row.get("epoch", 0) < start_epoch]
+    rundir.write_history(run_dir, history)
+
+    train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
+    attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
+    labels_all = torch.from_numpy(parts.index.labels)
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        # Augmentation randomness depends only on (seed, epoch): a resumed epoch replays exactly.
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        batches = list(parts.sampler.iter_epoch(epoch))
+        loader = DataLoader(
+            train_set,
+            batch_sampler=[b.indices.tolist() for b in batches],
+            num_workers=cfg.train.num_workers,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
+        )
+        model.train()
+        started = time.time()
+        losses_seen: list[float] = []
+        stats_rows: list[dict[str, float]] = []
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        for step, (batch, (images, dataset_idx)) in enumerate(zip(batches, loader, strict=True)):
+            images = images.to(device, non_blocking=True)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels_all[dataset_idx].to(device, non_blocking=True)
+            tuples = None if batch.tuples is None else torch.from_numpy(batch.tuples).to(device)
+            attr_targets = None if attributes is None else attributes[dataset_idx].to(device, non_blocking=True)
+            with autocast_context(cfg, device):
+                out = model(images)
+            attr_logits = None if out["attr"] is None else out["attr"].float()
+            loss = loss_fn(out["emb"].float(), labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({cfg.loss.name}); "
+                    "nothing was written for this epoch. Lower train.lr, set train.grad_clip, or check the "
+                    "loss parameters; the run resumes from its last checkpoint when restarted."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for g in param_groups for p in g["params"]], cfg.train.grad_clip or float("inf")
+            )
+            if not torch.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"gradient norm is {grad_norm.item()} at epoch {epoch + 1}, step {step + 1}; "
+                    "lower train.lr or set train.grad_clip / train.amp=off."
+                )
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            losses_seen.append(float(loss.item()))
+            stats_rows.append({**loss_fn.last_stats, "grad_norm": float(grad_norm)})
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses_seen):.4f}")
+        bar.close()
+        if scheduler is not None:
+            scheduler.step()
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses_seen)) if losses_seen else None,
+            "lr": optimizer.param_groups[0]["lr"],
+            "time_s": round(time.time() - started, 3),
+            "batches": len(batches),
+            "stats": _mean_stats(stats_rows),
+            "sampler": parts.sampler.epoch_stats(epoch),
+        }
+        every = cfg.eval.every_epochs
+        if every and len(parts.val_positions) and ((epoch + 1) % every == 0 or epoch + 1 == cfg.train.epochs):
+            val_metrics, _ = evaluate_positions(model, parts, parts.val_positions, progress, "validation", "leave-one-out")
+            row["val"] = val_metrics.get("emb", next(iter(val_metrics.values())))
+        history.append(row)
+        save_checkpoint(
+            run_dir,
+            epoch=epoch + 1,
+            model=model,
+            loss=loss_fn,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            sampler=parts.sampler,
+            scaler=scaler,
+        )
+        rundir.write_history(run_dir, history)
+        log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
+
+    metrics, feats = evaluate_positions(model, parts, parts.eval_positions, progress, "test features")
+    result = {
+        "run_id": run_id(cfg),
+        "dataset": parts.index.name,
+        "protocol": parts.index.protocol,
+        "epoch": cfg.train.epochs,
+        "ks": list(cfg.eval.ks or parts.index.ks),
+        "notes": parts.notes,
+        "layers": metrics,
+    }
+    save_embedding_sample(run_dir, parts, feats, parts.eval_positions)
+    rundir.atomic_write_json(run_dir / rundir.METRICS, result)
+    rundir.mark_done(run_dir, {"run_id": result["run_id"]})
+    log(f"done: {run_dir}")
+    return result
