@@ -8,3 +8,6 @@ from bench.registry import Registry
 DATASETS: Registry = Registry("dataset")
 
 __all__ = ["DATASETS", "DatasetError", "DatasetIndex"]
+
+# Loaders register themselves on import (after DATASETS exists).
+from bench.datasets import cub, inshop, sop, synthshop  # noqa: E402, F401
