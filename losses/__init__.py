@@ -26,3 +26,6 @@ def build(name: str, **params: Any) -> MetricLoss:
 # (the loss modules are imported here; see the end of this file)
 
 __all__ = ["LOSSES", "MetricLoss", "build", "register"]
+
+# Loss families (each module registers its losses on import). Kept last: they import `register` above.
+from losses import attribute, binomial, contrastive, multi_similarity, pml, triplet  # noqa: E402, F401
