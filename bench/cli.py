@@ -30,8 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
     add_list_parser(sub)
+    from bench.bench_train import add_bench_train_parser
+
+    add_bench_train_parser(sub)
     # Each module registers its own subcommands (one line each).
     # -- subcommands: begin --
+    from bench.datasets.synthshop import add_data_synth_parser
+
+    add_data_synth_parser(data_sub)
+    from bench.datasets.check import add_data_check_parser
+
+    add_data_check_parser(data_sub)
+    from bench.sweep import add_cancel_parser, add_status_parser, add_sweep_parser
+
+    add_sweep_parser(sub), add_status_parser(sub), add_cancel_parser(sub)
+    from bench.compare import add_compare_parser
+    from bench.plots import add_plot_parser
+    from bench.report import add_collect_parser
+
+    add_collect_parser(sub), add_compare_parser(sub), add_plot_parser(sub)
+    from bench.bench_eval import add_bench_eval_parser
+
+    add_bench_eval_parser(sub)
+    from bench.timing import add_time_losses_parser
+
+    add_time_losses_parser(sub)
     # -- subcommands: end --
     del data_sub
     return parser

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -113,6 +114,7 @@ class Config:
 RUNTIME_KEYS = frozenset({"name", "output_dir", "train.device", "train.num_workers", "eval.backend", "eval.batch_size"})
 
 
+@functools.cache  # get_type_hints re-evaluates string annotations: slow for 1,000-cell sweeps
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -98,7 +98,7 @@ def prepare(cfg: Config, log: Callable[[str], None] = print, check_images: bool 
     device = resolve_device(cfg.train.device)
     index = load_index(cfg)
     sampler_cls = samplers.SAMPLERS.get(cfg.sampler.name)
-    problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes)
+    problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes, cfg.loss.params)
     if problem:
         raise ConfigError(problem)
     train_positions = index.indices("train")
@@ -195,6 +195,93 @@ def evaluate_positions(
         backend=cfg.eval.backend,
     )
     return metrics, feats
+
+
+@dataclass
+class Trainer:
+    """The model, loss and optimizer of one run, and the training step they share with `bench-train`."""
+
+    cfg: Config
+    device: torch.device
+    model: EmbeddingNet
+    loss_fn: losses.MetricLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    params: list[torch.Tensor]
+
+    def step(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        tuples: torch.Tensor | None,
+        attr_targets: torch.Tensor | None,
+        where: str = "",
+    ) -> tuple[float, float]:
+        """One optimisation step; returns (loss, gradient norm). NaN/inf stops the run before the update."""
+        cfg = self.cfg
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast_context(cfg, self.device):
+            out = self.model(images)
+        attr_logits = None if out["attr"] is None else out["attr"].float()
+        loss = self.loss_fn(out["emb"].float(), labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at {where} ({cfg.loss.name}); the model was not updated and nothing was "
+                "written for this epoch. Lower train.lr, set train.grad_clip, or check the loss parameters; "
+                "a restarted run resumes from its last checkpoint."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.train.grad_clip or float("inf"))
+        if not torch.isfinite(grad_norm):
+            if self.scaler is not None:  # fp16 overflow: the scaler skips this step and lowers its scale
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                return float(loss.item()), float("nan")
+            raise NonFiniteLossError(
+                f"gradient norm is {grad_norm.item()} at {where} ({cfg.loss.name}); the model was not updated. "
+                "Lower train.lr or set train.grad_clip."
+            )
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return float(loss.item()), float(grad_norm)
+
+
+def build_trainer(parts: RunParts) -> Trainer:
+    cfg, device = parts.cfg, parts.device
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(cfg.seed)
+    model = EmbeddingNet(
+        cfg.model.backbone,
+        fc_dim=cfg.model.fc_dim,
+        emb_dim=cfg.model.emb_dim,
+        num_attributes=parts.index.num_attributes,
+        pretrained=cfg.model.pretrained,
+        weights_path=cfg.model.weights_path,
+        freeze_bn=cfg.model.freeze_bn,
+    ).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    param_groups: list[dict[str, Any]] = [{"params": params}]
+    if loss_fn.has_parameters:
+        param_groups.append({"params": list(loss_fn.parameters())})
+        params = params + list(loss_fn.parameters())
+    optimizer = build_optimizer(cfg, param_groups)
+    scheduler = build_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.train.amp == "fp16" else None
+    return Trainer(cfg, device, model, loss_fn, optimizer, scheduler, scaler, params)
 
 
 def save_checkpoint(
@@ -295,6 +382,9 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / run_id(cfg)
     if rundir.is_done(run_dir):
         return rundir.read_json(run_dir / rundir.METRICS)
+    # Typos and missing weights fail before the run folder even exists.
+    check_names(cfg)
+    check_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
 
@@ -307,28 +397,9 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     for note in parts.notes:
         log(f"note: {note}")
     device = parts.device
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    seed_everything(cfg.seed)
-    model = EmbeddingNet(
-        cfg.model.backbone,
-        fc_dim=cfg.model.fc_dim,
-        emb_dim=cfg.model.emb_dim,
-        num_attributes=parts.index.num_attributes,
-        pretrained=cfg.model.pretrained,
-        weights_path=cfg.model.weights_path,
-        freeze_bn=cfg.model.freeze_bn,
-    ).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(device)
-    param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    if loss_fn.has_parameters:
-        param_groups.append({"params": list(loss_fn.parameters())})
-    optimizer = build_optimizer(cfg, param_groups)
-    scheduler = build_scheduler(cfg, optimizer)
-    use_scaler = device.type == "cuda" and cfg.train.amp == "fp16"
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    trainer = build_trainer(parts)
+    model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
+    scheduler, scaler = trainer.scheduler, trainer.scaler
 
     start_epoch = 0
     history = rundir.read_history(run_dir)
@@ -346,7 +417,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         start_epoch = int(checkpoint["epoch"])
         log(f"resuming {run_dir.name} after epoch {start_epoch}")
     # Epochs after the checkpoint were lost with the killed process: drop their history rows.
-    history = [row for row in history if row.get("epoch", 0) < start_epoch]
+    history = [row for row in history if row.get("epoch", 0) <= start_epoch]
     rundir.write_history(run_dir, history)
 
     train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
@@ -371,42 +442,12 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
         for step, (batch, (images, dataset_idx)) in enumerate(zip(batches, loader, strict=True)):
             images = images.to(device, non_blocking=True)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
             labels = labels_all[dataset_idx].to(device, non_blocking=True)
             tuples = None if batch.tuples is None else torch.from_numpy(batch.tuples).to(device)
             attr_targets = None if attributes is None else attributes[dataset_idx].to(device, non_blocking=True)
-            with autocast_context(cfg, device):
-                out = model(images)
-            attr_logits = None if out["attr"] is None else out["attr"].float()
-            loss = loss_fn(out["emb"].float(), labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({cfg.loss.name}); "
-                    "nothing was written for this epoch. Lower train.lr, set train.grad_clip, or check the "
-                    "loss parameters; the run resumes from its last checkpoint when restarted."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for g in param_groups for p in g["params"]], cfg.train.grad_clip or float("inf")
-            )
-            if not torch.isfinite(grad_norm):
-                raise NonFiniteLossError(
-                    f"gradient norm is {grad_norm.item()} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower train.lr or set train.grad_clip / train.amp=off."
-                )
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            losses_seen.append(float(loss.item()))
-            stats_rows.append({**loss_fn.last_stats, "grad_norm": float(grad_norm)})
+            loss, grad_norm = trainer.step(images, labels, tuples, attr_targets, where=f"epoch {epoch + 1}, step {step + 1}")
+            losses_seen.append(loss)
+            stats_rows.append({**loss_fn.last_stats, "grad_norm": grad_norm})
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses_seen):.4f}")
         bar.close()
@@ -426,6 +467,8 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             val_metrics, _ = evaluate_positions(model, parts, parts.val_positions, progress, "validation", "leave-one-out")
             row["val"] = val_metrics.get("emb", next(iter(val_metrics.values())))
         history.append(row)
+        # History first: a kill between the two writes leaves an extra row that resume drops.
+        rundir.write_history(run_dir, history)
         save_checkpoint(
             run_dir,
             epoch=epoch + 1,
@@ -436,7 +479,6 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             sampler=parts.sampler,
             scaler=scaler,
         )
-        rundir.write_history(run_dir, history)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
 
     metrics, feats = evaluate_positions(model, parts, parts.eval_positions, progress, "test features")

@@ -1,0 +1,138 @@
+"""End to end through the real CLI on tiny synthshop: run folder contents, kill -9 and resume, fail-fast errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli, tiny_run_config, write_config
+
+pytestmark = pytest.mark.slow
+
+LAYERS = ("emb", "fc", "conv")
+
+
+def _only_run_dir(output_dir: Path) -> Path:
+    runs = [p for p in output_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_train_cli_writes_a_complete_run_folder(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
+    proc = run_cli("train", str(cfg), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = _only_run_dir(tmp_path / "runs")
+    for name in ("config.yaml", "history.jsonl", "checkpoint.pt", "metrics.json", "DONE", "embeddings_sample.npz"):
+        assert (run_dir / name).is_file(), name
+
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert all(row["loss"] is not None and row["loss"] == row["loss"] for row in history)
+    assert "fraction_seen" in json.dumps(history[0]["sampler"]) or history[0]["sampler"]
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run_id"] == run_dir.name
+    assert metrics["dataset"] == "synthshop" and metrics["protocol"] == "query-gallery"
+    assert set(metrics["layers"]) == set(LAYERS)
+    for layer in LAYERS:
+        m = metrics["layers"][layer]
+        for key in ("recall@1", "recall@10", "precision@1", "precision@10", "map@r", "r_precision"):
+            assert 0.0 <= m[key] <= 1.0, (layer, key, m[key])
+        # Recall@K is a hit rate, so it can only grow with K and is at least Precision@1.
+        assert m["recall@10"] >= m["recall@1"] >= 0 and m["recall@1"] == pytest.approx(m["precision@1"])
+    assert "recall@1" in proc.stdout  # the printed per-layer table
+
+    # A finished run is never written again: rerunning is a no-op that leaves every file untouched.
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    again = run_cli("train", str(cfg), "--quiet")
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+
+def test_sigkill_mid_epoch_resumes_to_identical_metrics(tiny_synthshop: Path, tmp_path: Path) -> None:
+    def config(out: str) -> dict:
+        # The small backbone keeps checkpoints (and so the test) small; the path is the same as ResNet's.
+        return tiny_run_config(
+            tiny_synthshop,
+            tmp_path / out,
+            model={"backbone": "mobilenet_v3_small"},
+            train={"epochs": 3, "lr": 1e-3},
+            sampler={"batches_per_epoch": 24},
+        )
+
+    reference_cfg = write_config(tmp_path / "ref.yaml", config("ref"))
+    killed_cfg = write_config(tmp_path / "killed.yaml", config("killed"))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "train", str(killed_cfg), "--quiet"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    history_file = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        # checkpoint.pt appears atomically once epoch 1 is complete (history is written just before it).
+        runs = list((tmp_path / "killed").glob("*/checkpoint.pt")) if (tmp_path / "killed").is_dir() else []
+        if runs:
+            history_file = runs[0].parent / "history.jsonl"
+            break
+        time.sleep(0.05)
+    assert history_file is not None, f"no epoch finished before the deadline: {proc.stderr and proc.stderr.read()}"
+    time.sleep(0.5)  # well into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    run_dir = history_file.parent
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "DONE").exists() and not (run_dir / "metrics.json").exists()
+    assert history_file.read_text().count("\n") == 1, "the kill must land mid-epoch 2 for this test to mean anything"
+
+    resumed = run_cli("train", str(killed_cfg), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in (run_dir / "run.log").read_text()
+    reference = run_cli("train", str(reference_cfg), "--quiet")
+    assert reference.returncode == 0, reference.stderr
+
+    ref_dir = _only_run_dir(tmp_path / "ref")
+    assert ref_dir.name == run_dir.name  # same config -> same run_id, whatever the output folder
+    got = json.loads((run_dir / "metrics.json").read_text())["layers"]
+    want = json.loads((ref_dir / "metrics.json").read_text())["layers"]
+    assert got == want
+    got_hist = [json.loads(x)["loss"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    want_hist = [json.loads(x)["loss"] for x in (ref_dir / "history.jsonl").read_text().splitlines()]
+    assert got_hist == want_hist
+
+
+def test_misspelled_key_fails_before_any_work(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg_dict = tiny_run_config(tiny_synthshop, tmp_path / "runs")
+    cfg_dict["train"]["lerning_rate"] = 0.1
+    cfg = write_config(tmp_path / "typo.yaml", cfg_dict)
+    proc = run_cli("train", str(cfg))
+    assert proc.returncode == 2
+    assert "unknown config key 'train.lerning_rate'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+    good = write_config(tmp_path / "good.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
+    proc = run_cli("train", str(good), "sampler.params.clases_per_batch=4")
+    assert proc.returncode == 2
+    assert "did you mean 'classes_per_batch'" in proc.stderr
+    proc = run_cli("train", str(good), "loss=multi-similarty")
+    assert proc.returncode == 2 and "did you mean 'multi-similarity'" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_pretrained_weights_name_the_exact_file(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
+    torch_home = tmp_path / "torch-home"
+    proc = run_cli("train", str(cfg), "model.pretrained=true", env={"TORCH_HOME": str(torch_home)})
+    assert proc.returncode == 2
+    expected = torch_home / "hub" / "checkpoints"
+    assert "resnet18-f37072fd.pth" in proc.stderr and str(expected) in proc.stderr
+    assert not list((tmp_path / "runs").glob("*/checkpoint.pt"))
