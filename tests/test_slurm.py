@@ -1,0 +1,148 @@
+"""Sweeps on a real SLURM cluster (`slurm/local-cluster up`): job arrays, a failing cell, preemption
+with resume, `status`, `cancel`, and an idempotent rerun.
+
+Skipped when `sinfo` is missing or the controller does not answer, unless DMLBENCH_REQUIRE_SLURM=1
+(CI brings the cluster up and sets it), in which case a missing cluster is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench import rundir
+from bench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_sweep, sweep_from_dict
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+LOCAL_PROFILE = str(REPO / "slurm" / "profiles" / "local.yaml")
+
+
+def cluster_problem() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "sinfo not found: SLURM is not installed (run `slurm/local-cluster up`)"
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return f"the SLURM controller does not answer (`scontrol ping`: {ping.stdout.strip() or ping.stderr.strip()})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    problem = cluster_problem()
+    if problem:
+        if os.environ.get("DMLBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"DMLBENCH_REQUIRE_SLURM=1 but {problem}")
+        pytest.skip(problem)
+
+
+def wait_for(sweep: Sweep, cells: list, until: Callable[[list[CellStatus]], bool], timeout: float) -> list[CellStatus]:
+    end = time.time() + timeout
+    while True:
+        statuses = cell_statuses(sweep, cells)
+        if until(statuses):
+            return statuses
+        if time.time() > end:
+            raise TimeoutError(f"sweep '{sweep.name}' still at {[(s.state, s.job_id) for s in statuses]} after {timeout} s")
+        time.sleep(2)
+
+
+def settled(statuses: list[CellStatus]) -> bool:
+    return all(s.state in ("done", "failed") for s in statuses)
+
+
+def finished_files(sweep: Sweep) -> dict[Path, tuple[int, bytes]]:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sweep.runs_dir.glob("*/*") if p.name in ("DONE", "metrics.json")}
+
+
+def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path: Path, tiny_synthshop: Path) -> None:
+    from conftest import run_cli, tiny_run_config
+
+    base = tiny_run_config(tiny_synthshop, tmp_path / "unused", train={"epochs": 1, "lr": 1e-3})
+    missing = tmp_path / "no-such-dataset"
+    sweep = sweep_from_dict(
+        {
+            "name": "ci",
+            "output_dir": str(tmp_path / "sweep"),
+            "base": base,
+            "grid": {"seed": [0, 1], "train.epochs": [1, 4]},
+            "include": [{"data.root": str(missing)}],  # passes validation, fails at run time
+            "executor": {"kind": "slurm", "profile": LOCAL_PROFILE},
+        }
+    )
+    report = run_sweep(sweep)
+    cells = report.cells
+    assert len(cells) == 5 and set(report.submitted) == {c.run_id for c in cells}
+    assert len({j.split("_")[0] for j in report.submitted.values()}) == 1  # one job array
+    assert rundir.read_json(tmp_path / "sweep" / "jobs.json") == report.submitted
+
+    # preempt the 4-epoch cell once its first epoch is checkpointed
+    target = next(c for c in cells if c.grid == {"seed": 0, "train.epochs": 4})
+    folder = sweep.runs_dir / target.run_id
+    end = time.time() + 600
+    while not (folder / rundir.CHECKPOINT).is_file():
+        assert time.time() < end and not rundir.is_done(folder), "target cell never checkpointed an epoch"
+        time.sleep(0.5)
+    # (slurm 22.05 was seen delivering the signal once more after the requeue: the cell must still finish right)
+    task = report.submitted[target.run_id]
+    job_id = subprocess.run(["squeue", "-h", "-j", task, "-o", "%A"], capture_output=True, text=True).stdout.strip()
+    for _ in range(60):  # "Job can not be altered now, try again later" while a step is starting
+        if subprocess.run(["scancel", "--signal=USR1", job_id or task]).returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("could not signal the target cell")
+
+    statuses = wait_for(sweep, cells, settled, timeout=900)
+    by_id = {s.run_id: s for s in statuses}
+    bad = cells[-1].run_id
+    assert [by_id[c.run_id].state for c in cells] == ["done"] * 4 + ["failed"]
+    assert by_id[bad].error is not None and str(missing) in by_id[bad].error
+
+    log = (folder / rundir.LOG).read_text()
+    assert "requeueing" in log and "(restart 1)" in log, log
+    assert "resuming" in log and "after epoch" in log, log  # the trainer resumed from its checkpoint
+    assert [row["epoch"] for row in rundir.read_history(folder)] == [1, 2, 3, 4]
+    assert rundir.read_json(folder / rundir.METRICS)["epoch"] == 4
+
+    status = run_cli("status", str(tmp_path / "sweep"))
+    assert status.returncode == 0 and status.stdout.strip().endswith("4 done, 1 failed"), status.stdout
+    assert str(missing) in status.stdout
+
+    before = finished_files(sweep)
+    assert len(before) == 8
+    again = run_sweep(sweep_from_dict(sweep.to_dict()))
+    assert list(again.submitted) == [bad]  # only the failed cell is submitted again
+    wait_for(sweep, cells, lambda st: settled(st) and not any(s.job_id == again.submitted[bad] and s.state != "failed" for s in st), 300)
+    assert finished_files(sweep) == before  # no finished result was rewritten
+
+
+def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the stand-in trainer (tests/test_sweep.py) keeps cells busy for minutes without using the CPU
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("STANDIN_EPOCH_S", "5")
+    (tmp_path / "data").mkdir()
+    sweep = sweep_from_dict(
+        {
+            "name": "cancel-me",
+            "output_dir": str(tmp_path / "sweep"),
+            "base": {"data": {"root": str(tmp_path / "data")}, "train": {"epochs": 60}},
+            "grid": {"seed": [0, 1, 2]},
+            "executor": {"kind": "slurm", "profile": LOCAL_PROFILE},
+        }
+    )
+    report = run_sweep(sweep, runner="test_sweep:standin_train_run")
+    wait_for(sweep, report.cells, lambda st: any(s.state == "running" for s in st), timeout=120)
+    cancelled = cancel_sweep(sweep.output_dir)
+    assert sorted(cancelled) == sorted(report.submitted.values())
+    statuses = wait_for(sweep, report.cells, lambda st: all(s.state == "failed" for s in st), timeout=120)
+    assert {s.error for s in statuses} == {"SLURM job CANCELLED"}
+    assert cancel_sweep(sweep.output_dir) == []  # nothing left to cancel
