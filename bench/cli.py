@@ -3,13 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from bench.registry import import_plugins
 
+# Every subcommand: name -> (module, function adding its parser, one-line help). Only the module of the
+# command being run is imported, so `dmlbench status` does not pay for importing torch.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "quickstart": ("bench.quickstart", "add_quickstart_parser", "generate synthshop and run the quick-start sweep on CPU"),
+    "train": ("bench.cli", "add_train_parser", "train and evaluate one run (resumes automatically)"),
+    "list": ("bench.cli", "add_list_parser", "list losses, samplers, datasets, backbones, sweep presets + parameters"),
+    "sweep": ("bench.sweep", "add_sweep_parser", "expand a sweep file and submit its unfinished cells (idempotent)"),
+    "status": ("bench.sweep", "add_status_parser", "done / running / pending / failed per cell of a sweep"),
+    "cancel": ("bench.sweep", "add_cancel_parser", "cancel a sweep's queued and running SLURM jobs"),
+    "collect": ("bench.report", "add_collect_parser", "collect finished runs into a long table, tables and plots"),
+    "compare": ("bench.compare", "add_compare_parser", "compare two result sets cell by cell (exit 1 if worse)"),
+    "plot": ("bench.plots", "add_plot_parser", "draw recall curves, alpha/beta heatmaps, training curves, embeddings"),
+    "time-losses": ("bench.timing", "add_time_losses_parser", "time loss forward+backward against the GEMM floor"),
+    "bench-eval": ("bench.bench_eval", "add_bench_eval_parser", "time exact retrieval metrics against the GEMM floor"),
+    "bench-train": ("bench.bench_train", "add_bench_train_parser", "training images/s: input pipeline vs pre-loaded tensors"),
+}
+DATA_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("bench.datasets.synthshop", "add_data_synth_parser", "render the synthshop dataset (In-Shop format)"),
+    "check": ("bench.datasets.check", "add_data_check_parser", "validate a dataset folder and count its splits"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _add_command(sub: argparse._SubParsersAction, name: str, spec: tuple[str, str, str], load: bool) -> None:
+    module, adder, help_text = spec
+    if load:
+        getattr(importlib.import_module(module), adder)(sub)
+    else:  # listed in --help; its options are only built when the command is run
+        sub.add_parser(name, help=help_text)
+
+
+def selected_commands(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """(command, data sub-command) named on the command line, skipping global options."""
+    words: list[str] = []
+    skip_next = False
+    for arg in argv:
+        if skip_next:
+            skip_next = False
+            continue
+        if arg == "--plugin":
+            skip_next = True
+            continue
+        if arg.startswith("-"):
+            continue
+        words.append(arg)
+        if len(words) == 2:
+            break
+    command = words[0] if words else None
+    return command, (words[1] if command == "data" and len(words) > 1 else None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser of the command named in `argv` (every command's parser when argv is None)."""
+    command, data_command = selected_commands(argv) if argv is not None else (None, None)
+    load_all = argv is None
     parser = argparse.ArgumentParser(
         prog="dmlbench",
         description="Benchmark and ablation harness for deep metric learning in image retrieval.",
@@ -23,40 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    data = sub.add_parser("data", help="generate or check datasets")
+    for name, spec in COMMANDS.items():
+        _add_command(sub, name, spec, load_all or name == command)
+    data = sub.add_parser("data", help="generate (synth) or check datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     data_sub.required = True
-
-    add_train_parser(sub)
-    add_list_parser(sub)
-    from bench.bench_train import add_bench_train_parser
-
-    add_bench_train_parser(sub)
-    # Each module registers its own subcommands (one line each).
-    # -- subcommands: begin --
-    from bench.datasets.synthshop import add_data_synth_parser
-
-    add_data_synth_parser(data_sub)
-    from bench.datasets.check import add_data_check_parser
-
-    add_data_check_parser(data_sub)
-    from bench.sweep import add_cancel_parser, add_status_parser, add_sweep_parser
-
-    add_sweep_parser(sub), add_status_parser(sub), add_cancel_parser(sub)
-    from bench.compare import add_compare_parser
-    from bench.plots import add_plot_parser
-    from bench.report import add_collect_parser
-
-    add_collect_parser(sub), add_compare_parser(sub), add_plot_parser(sub)
-    from bench.bench_eval import add_bench_eval_parser
-
-    add_bench_eval_parser(sub)
-    from bench.timing import add_time_losses_parser
-
-    add_time_losses_parser(sub)
-    # -- subcommands: end --
-    del data_sub
+    for name, spec in DATA_COMMANDS.items():
+        _add_command(data_sub, name, spec, load_all or (command == "data" and name == data_command))
     return parser
 
 
@@ -109,19 +135,36 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def plugin_modules(argv: Sequence[str]) -> list[str]:
+    """Values of every `--plugin MODULE` / `--plugin=MODULE` before the command."""
+    modules = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            modules.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            modules.append(arg.split("=", 1)[1])
+    return modules
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from bench.config import ConfigError
-    from bench.datasets import DatasetError
-    from bench.models import WeightsMissingError
+    from bench.datasets.base import DatasetError
 
     try:
-        import_plugins(args.plugin)
+        # Plugins first: their losses must be known when a command builds its options.
+        import_plugins(plugin_modules(argv))
+        args = build_parser(argv).parse_args(argv)
         return int(args.func(args) or 0)
-    except (ConfigError, DatasetError, WeightsMissingError, ImportError) as err:
+    except (ConfigError, DatasetError, ImportError) as err:
         # Problems the user must fix: one clear line, no traceback.
+        print(f"dmlbench: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        from bench.models import WeightsMissingError
+
+        if not isinstance(err, WeightsMissingError):
+            raise
         print(f"dmlbench: error: {err}", file=sys.stderr)
         return 2
 

@@ -261,6 +261,11 @@ def sweep_from_dict(
 def load_sweep(path: str | Path, *, executor: str | None = None, profile: str | None = None) -> Sweep:
     """Read a sweep file, or the `sweep.yaml` of a sweep output folder (whose location then wins)."""
     path = Path(path)
+    if not path.exists():
+        from bench.presets import preset_path
+
+        preset = preset_path(str(path))  # a bare preset name: `dmlbench sweep sgml-inshop`
+        path = preset if preset is not None else path
     folder = path if path.is_dir() else None
     if folder is not None:
         path = folder / SWEEP_FILE
