@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import run_cli
 
 from bench.presets import list_presets, preset_path
 from bench.sweep import expand, load_sweep
-from conftest import run_cli
 
 PRESETS = [name for name, _ in list_presets()]
 
