@@ -154,12 +154,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Plugins first: their losses must be known when a command builds its options.
         import_plugins(plugin_modules(argv))
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args, extra = parser.parse_known_args(argv)
+        # `train cfg.yaml --quiet key=value`: argparse stops filling `overrides` at the first option.
+        if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return int(args.func(args) or 0)
     except (ConfigError, DatasetError, ImportError) as err:
         # Problems the user must fix: one clear line, no traceback.
         print(f"dmlbench: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # bench.train.NonFiniteLossError: the run stopped, nothing garbage written
+        print(f"dmlbench: run stopped: {err}", file=sys.stderr)
+        return 1
     except FileNotFoundError as err:
         from bench.models import WeightsMissingError
 

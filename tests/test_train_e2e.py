@@ -136,3 +136,28 @@ def test_missing_pretrained_weights_name_the_exact_file(tiny_synthshop: Path, tm
     expected = torch_home / "hub" / "checkpoints"
     assert "resnet18-f37072fd.pth" in proc.stderr and str(expected) in proc.stderr
     assert not list((tmp_path / "runs").glob("*/checkpoint.pt"))
+
+
+def test_nan_loss_stops_the_run_with_a_clear_message(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
+    proc = run_cli("--plugin", "plugins.nan_loss", "train", str(cfg), "--quiet", "loss=nan-after", "loss.params.calls=3")
+    assert proc.returncode == 1
+    assert "loss is nan at epoch 1, step 4 (nan-after)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run_dir = _only_run_dir(tmp_path / "runs")
+    # Stopped inside epoch 1: no checkpoint, no history row, no metrics, never marked finished.
+    for name in ("DONE", "metrics.json", "checkpoint.pt"):
+        assert not (run_dir / name).exists(), name
+    assert (run_dir / "history.jsonl").read_text() == ""
+
+
+def test_plugin_loss_from_the_config_trains_end_to_end(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg_dict = tiny_run_config(tiny_synthshop, tmp_path / "runs", loss={"name": "cosine-margin", "params": {"margin": 0.2}})
+    cfg_dict["plugins"] = ["plugins.example_losses"]
+    cfg_dict["train"]["epochs"] = 1
+    proc = run_cli("train", str(write_config(tmp_path / "run.yaml", cfg_dict)), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = _only_run_dir(tmp_path / "runs")
+    assert (run_dir / "DONE").is_file()
+    history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
+    assert history["stats"]["active_pairs"] > 0  # the plugin's stats reached the history
