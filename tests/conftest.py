@@ -1,18 +1,13 @@
-"""Shared fixtures: a tiny synthshop dataset generated once per test session, and run configs on it."""
+"""Shared fixtures: a tiny synthshop dataset generated once per test session."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# tests/plugins/ holds plugin modules that tests import by name (`--plugin plugins.example_losses`).
+collect_ignore = ["plugins"]
 
 
 @pytest.fixture(scope="session")
@@ -22,42 +17,3 @@ def tiny_synthshop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "synthshop-tiny"
     generate_synthshop(out, "tiny", seed=0, progress=False)
     return out
-
-
-def tiny_run_config(data_root: Path, output_dir: Path, **sections: Any) -> dict[str, Any]:
-    """A run that trains in seconds on CPU: ResNet-18 at 32 px on tiny synthshop."""
-    cfg: dict[str, Any] = {
-        "seed": 0,
-        "output_dir": str(output_dir),
-        "data": {"dataset": "synthshop", "root": str(data_root), "image_size": 32},
-        "model": {"backbone": "resnet18", "fc_dim": 64, "emb_dim": 32},
-        "loss": {"name": "bdl"},
-        "sampler": {"name": "batch-wise", "params": {"classes_per_batch": 6, "images_per_class": 3}},
-        "train": {"epochs": 2, "lr": 1e-3},
-        "eval": {"batch_size": 64},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            cfg.setdefault(section, {}).update(values)
-        else:
-            cfg[section] = values
-    return cfg
-
-
-def write_config(path: Path, cfg: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real `dmlbench` CLI in a subprocess (same interpreter as the tests)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO / "tests") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        cwd=cwd or REPO,
-    )

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tiny_run_config, write_config
 from fixtures_datasets import SHARED_DATA
+from helpers import run_cli, tiny_run_config, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 from bench.presets import list_presets, preset_path
 from bench.sweep import expand, load_sweep

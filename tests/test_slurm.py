@@ -64,7 +64,7 @@ def finished_files(sweep: Sweep) -> dict[Path, tuple[int, bytes]]:
 
 
 def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path: Path, tiny_synthshop: Path) -> None:
-    from conftest import run_cli, tiny_run_config
+    from helpers import run_cli, tiny_run_config
 
     base = tiny_run_config(tiny_synthshop, tmp_path / "unused", train={"epochs": 1, "lr": 1e-3})
     missing = tmp_path / "no-such-dataset"

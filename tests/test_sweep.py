@@ -208,7 +208,7 @@ def test_interrupted_cell_resumes_from_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # four CLI subprocesses, each importing torch
 def test_dry_run_writes_nothing_and_cli_reports(tmp_path: Path) -> None:
-    from conftest import run_cli
+    from helpers import run_cli
 
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump(sweep_dict(tmp_path, grid={"seed": [0, 1]})))
@@ -254,7 +254,7 @@ def test_checkpoint_resubmits_the_same_call() -> None:
 
 @pytest.mark.slow
 def test_inline_sweep_with_the_real_trainer(tmp_path: Path, tiny_synthshop: Path) -> None:
-    from conftest import tiny_run_config
+    from helpers import tiny_run_config
 
     base = tiny_run_config(tiny_synthshop, tmp_path / "ignored", train={"epochs": 1, "lr": 1e-3})
     sweep = sweep_from_dict(

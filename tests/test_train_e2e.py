@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, tiny_run_config, write_config
+from helpers import REPO, run_cli, tiny_run_config, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -161,6 +161,28 @@ def load_inshop(
     image_dir: str = "auto",
     attributes: bool = True,
     crop_bboxes: bool = False,
+) -> DatasetIndex:
+    """DeepFashion In-Shop (see `read_inshop` for the files and options)."""
+    return read_inshop(
+        root,
+        val_classes=val_classes,
+        subset=subset,
+        seed=seed,
+        image_dir=image_dir,
+        attributes=attributes,
+        crop_bboxes=crop_bboxes,
+    )
+
+
+def read_inshop(
+    root: str | Path,
+    *,
+    val_classes: float = 0.0,
+    subset: int | None = None,
+    seed: int = 0,
+    image_dir: str = "auto",
+    attributes: bool = True,
+    crop_bboxes: bool = False,
     name: str = "inshop",
 ) -> DatasetIndex:
     """In-Shop index from ``Eval/list_eval_partition.txt``; no image is opened.

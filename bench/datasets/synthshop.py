@@ -644,7 +644,7 @@ def load_synthshop(root: str | Path, *, val_classes: float = 0.0, subset: int | 
 
     `crop_bboxes` crops each image to the product's box from ``Anno/list_bbox_inshop.txt``.
     """
-    from bench.datasets.inshop import load_inshop  # the In-Shop reader is the code under test here
+    from bench.datasets.inshop import read_inshop  # the In-Shop reader is the code under test here
 
     root = Path(root)
     if read_manifest(root) is None:
@@ -652,7 +652,7 @@ def load_synthshop(root: str | Path, *, val_classes: float = 0.0, subset: int | 
             f"{root} is not a finished synthshop folder (no {MANIFEST}); "
             f"create it with: dmlbench data synth {root} --size tiny"
         )
-    index = load_inshop(root, val_classes=val_classes, subset=subset, seed=seed, crop_bboxes=crop_bboxes,
+    index = read_inshop(root, val_classes=val_classes, subset=subset, seed=seed, crop_bboxes=crop_bboxes,
                         name="synthshop")
     index.name = "synthshop"
     return index
