@@ -94,8 +94,10 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     failed = list(report.failed or [])
     report_dir = Path(args.report) if args.report else out / "report"
     write_report(out, report_dir, plots=not args.no_plots)
+    table = quickstart_table(out)
+    (report_dir / "quickstart_table.md").write_text(table + "\n")
     print()
-    print(quickstart_table(out))
+    print(table)
     print(f"\nruns: {out / 'runs'}    report (tables, plots, CSV): {report_dir}")
     if failed:
         print(f"{len(failed)} cell(s) failed; see `dmlbench status {out}`")
