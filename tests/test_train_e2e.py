@@ -161,3 +161,13 @@ def test_plugin_loss_from_the_config_trains_end_to_end(tiny_synthshop: Path, tmp
     assert (run_dir / "DONE").is_file()
     history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
     assert history["stats"]["active_pairs"] > 0  # the plugin's stats reached the history
+
+
+def test_bench_train_reports_pipeline_and_preloaded_throughput(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
+    proc = run_cli("bench-train", str(cfg), "--steps", "2", "--warmup", "1")
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| auto"))
+    pipeline, preloaded, ratio = (float(x) for x in row.strip("|").split("|")[1:])
+    assert pipeline > 0 and preloaded > 0 and ratio == pytest.approx(pipeline / preloaded, abs=0.01)
+    assert not (tmp_path / "runs").exists()  # a benchmark writes no run folder
