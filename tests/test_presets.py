@@ -12,7 +12,7 @@ PRESETS = [name for name, _ in list_presets()]
 
 
 def test_the_issue_presets_ship() -> None:
-    for name in ("quickstart", "sgml-inshop", "sgml-cub", "sgml-alpha-beta", "sop-triplet-subset", "inshop-ms-batchhard"):
+    for name in ("quickstart", "regression", "sgml-inshop", "sgml-cub", "sgml-alpha-beta", "sop-triplet-subset", "inshop-ms-batchhard"):
         assert name in PRESETS
     assert all(desc for _, desc in list_presets()), "each preset's first line describes it"
 
