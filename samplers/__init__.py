@@ -30,6 +30,3 @@ __all__ = ["SAMPLERS", "Batch", "BatchSampler", "build", "register"]
 
 # Importing the modules registers their samplers (after SAMPLERS exists: they import it from here).
 from samplers import batch_wise, category_balanced, image_wise  # noqa: E402, F401
-from samplers.compat import check_compatible  # noqa: E402
-
-__all__ += ["check_compatible"]

@@ -16,8 +16,8 @@ from scipy.stats import chisquare
 import losses
 import samplers
 from bench.config import ConfigError, apply_overrides, config_from_dict
-from losses.base import MetricLoss
-from samplers import SAMPLERS, check_compatible
+from losses.compat import compatibility_error
+from samplers import SAMPLERS
 from samplers.category_balanced import split_evenly
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -320,28 +320,16 @@ def test_bad_parameters_fail_with_clear_messages() -> None:
     assert SAMPLERS.params("image-wise") == {"anchors_per_batch": 60}
 
 
-class _PairLoss(MetricLoss):
-    accepts_tuples = False
-
-
-class _TupleOnlyLoss(MetricLoss):
-    accepts_tuples = True
-    requires_tuples = True
-
-
-class _FlexibleLoss(MetricLoss):
-    accepts_tuples = True
-
-
 def test_incompatible_loss_and_sampler_fail_at_config_time() -> None:
-    with pytest.raises(ConfigError, match="loss 'ms' pairs every image.*'image-wise'"):
-        check_compatible(_PairLoss, "image-wise", loss_name="ms")
-    with pytest.raises(ConfigError, match="needs predefined triplets.*'batch-wise'"):
-        check_compatible(_TupleOnlyLoss(), "batch-wise")
+    # The trainer's one check (losses.compat) reads the sampler's layout and the loss's flags.
+    layouts = {name: SAMPLERS.get(name).layout for name in SAMPLERS.names()}
+    assert layouts == {"batch-wise": "pairs", "category-balanced": "pairs", "image-wise": "tuples"}
+    assert "cannot use the image-wise" in compatibility_error("multi-similarity", layouts["image-wise"], 0)
+    assert "trains on predefined triplets" in compatibility_error("triplet", layouts["batch-wise"], 0)
     for sampler in SAMPLERS.names():
-        check_compatible(_FlexibleLoss, sampler)  # e.g. BDL: 2N pairs image-wise, all pairs batch-wise
-    check_compatible(_PairLoss, "category-balanced")
-    check_compatible(_TupleOnlyLoss, "image-wise")
+        assert compatibility_error("bdl", layouts[sampler], 0) is None  # 2N pairs image-wise, all pairs P x K
+    assert compatibility_error("batch-hard", layouts["category-balanced"], 0) is None
+    assert compatibility_error("triplet", layouts["image-wise"], 0) is None
 
 
 def test_sampler_is_a_grid_axis_of_the_config() -> None:
@@ -432,8 +420,5 @@ def test_real_losses_use_the_batch_layout() -> None:
     for loss, ok in {"bdl": {"image-wise", "batch-wise"}, "sbdl": {"image-wise", "batch-wise"},
                      "multi-similarity": {"batch-wise"}, "triplet": {"image-wise"}}.items():  # fmt: skip
         for sampler in ("image-wise", "batch-wise"):
-            if sampler in ok:
-                check_compatible(losses.LOSSES.get(loss), sampler, loss_name=loss)
-            else:
-                with pytest.raises(ConfigError, match=f"loss '{loss}'"):
-                    check_compatible(losses.LOSSES.get(loss), sampler, loss_name=loss)
+            problem = compatibility_error(loss, SAMPLERS.get(sampler).layout, 32)
+            assert (problem is None) == (sampler in ok), (loss, sampler, problem)
