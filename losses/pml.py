@@ -121,8 +121,32 @@ class TripletPML(MetricLoss):
         return loss
 
 
+class _MinedPML(MetricLoss):
+    """A PML miner followed by a PML loss on the mined tuples; subclasses set both and the stats."""
+
+    miner: miners.BaseMiner
+    loss: losses.BaseMetricLossFunction
+
+    def mined_stats(self, mined: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        tuples: torch.Tensor | None = None,
+        attr_logits: torch.Tensor | None = None,
+        attr_targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        mined = self.miner(embeddings, labels)
+        loss = self.loss(embeddings, labels, mined)
+        self.last_stats = _stats(embeddings, labels, None, **self.mined_stats(mined))
+        return loss
+
+
 @register("batch-hard-pml")
-class BatchHardPML(MetricLoss):
+class BatchHardPML(_MinedPML):
     """PML BatchHardMiner + TripletMarginLoss (reference for ``batch-hard``)."""
 
     def __init__(
@@ -135,23 +159,12 @@ class BatchHardPML(MetricLoss):
             margin=margin, distance=pml_distance(distance), reducer=pml_reducer(reduction)
         )
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        tuples: torch.Tensor | None = None,
-        attr_logits: torch.Tensor | None = None,
-        attr_targets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        mined = self.miner(embeddings, labels)
-        loss = self.loss(embeddings, labels, mined)
-        self.last_stats = _stats(embeddings, labels, None, triplets=float(len(mined[0])))
-        return loss
+    def mined_stats(self, mined: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        return {"triplets": float(len(mined[0]))}
 
 
 @register("multi-similarity-pml")
-class MultiSimilarityPML(MetricLoss):
+class MultiSimilarityPML(_MinedPML):
     """PML MultiSimilarityMiner + MultiSimilarityLoss (reference for ``multi-similarity``)."""
 
     def __init__(
@@ -161,16 +174,5 @@ class MultiSimilarityPML(MetricLoss):
         self.miner = miners.MultiSimilarityMiner(epsilon=epsilon)
         self.loss = losses.MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        tuples: torch.Tensor | None = None,
-        attr_logits: torch.Tensor | None = None,
-        attr_targets: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        mined = self.miner(embeddings, labels)
-        loss = self.loss(embeddings, labels, mined)
-        self.last_stats = _stats(embeddings, labels, None, active_pairs=float(len(mined[0]) + len(mined[2])))
-        return loss
+    def mined_stats(self, mined: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        return {"active_pairs": float(len(mined[0]) + len(mined[2]))}
