@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from bench.config import Config, apply_overrides, load_config
 from bench.datasets.images import ImageDataset, build_transform
-from bench.train import Trainer, build_trainer, prepare
+from bench.train import Trainer, batch_tensors, build_trainer, prepare
 
 
 @dataclass
@@ -58,12 +58,8 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     )
 
     def run_step(batch_i: int, images: torch.Tensor, idx: torch.Tensor) -> None:
-        batch = batches[batch_i]
-        images = images.to(device, non_blocking=True)
-        labels = labels_all[idx].to(device, non_blocking=True)
-        tuples = None if batch.tuples is None else torch.from_numpy(batch.tuples).to(device)
-        attrs = None if attributes is None else attributes[idx].to(device, non_blocking=True)
-        trainer.step(images, labels, tuples, attrs, where=f"bench step {batch_i}")
+        tensors = batch_tensors(batches[batch_i], images, idx, labels_all, attributes, device)
+        trainer.step(*tensors, where=f"bench step {batch_i}")
 
     # 1. The real pipeline.
     images_seen = 0

@@ -256,6 +256,21 @@ class Trainer:
         return float(loss.item()), float(grad_norm)
 
 
+def batch_tensors(
+    batch: samplers.Batch,
+    images: torch.Tensor,
+    dataset_idx: torch.Tensor,
+    labels_all: torch.Tensor,
+    attributes: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(images, labels, tuples, attribute targets) of one loaded batch, on `device`."""
+    labels = labels_all[dataset_idx].to(device, non_blocking=True)
+    tuples = None if batch.tuples is None else torch.from_numpy(batch.tuples).to(device)
+    attr_targets = None if attributes is None else attributes[dataset_idx].to(device, non_blocking=True)
+    return images.to(device, non_blocking=True), labels, tuples, attr_targets
+
+
 def build_trainer(parts: RunParts) -> Trainer:
     cfg, device = parts.cfg, parts.device
     if cfg.train.deterministic:
@@ -441,11 +456,10 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         stats_rows: list[dict[str, float]] = []
         bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
         for step, (batch, (images, dataset_idx)) in enumerate(zip(batches, loader, strict=True)):
-            images = images.to(device, non_blocking=True)
-            labels = labels_all[dataset_idx].to(device, non_blocking=True)
-            tuples = None if batch.tuples is None else torch.from_numpy(batch.tuples).to(device)
-            attr_targets = None if attributes is None else attributes[dataset_idx].to(device, non_blocking=True)
-            loss, grad_norm = trainer.step(images, labels, tuples, attr_targets, where=f"epoch {epoch + 1}, step {step + 1}")
+            loss, grad_norm = trainer.step(
+                *batch_tensors(batch, images, dataset_idx, labels_all, attributes, device),
+                where=f"epoch {epoch + 1}, step {step + 1}",
+            )
             losses_seen.append(loss)
             stats_rows.append({**loss_fn.last_stats, "grad_norm": grad_norm})
             bar.update(1)
