@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 # tests/plugins/ holds plugin modules that tests import by name (`--plugin plugins.example_losses`).
 collect_ignore = ["plugins"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Caches (e.g. the image-scan cache) go to a per-session folder, never into the user's home."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DMLBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("dmlbench-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")

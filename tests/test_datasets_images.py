@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,15 @@ import torch
 from fixtures_datasets import SHARED_DATA, write_image, write_truncated_jpeg
 from PIL import Image
 
+import bench.datasets.images as images_module
 from bench.datasets import DatasetError
 from bench.datasets.images import (
     ImageDataset,
     build_transform,
+    cache_dir,
     check_images_or_raise,
     load_rgb,
+    scan_cache_path,
     scan_images,
 )
 from bench.datasets.splits import build_index
@@ -143,3 +147,135 @@ def test_image_dataset_returns_position_and_crops_boxes(tmp_path: Path) -> None:
     assert pos == 3 and x.shape == (3, 8, 8)
     assert x.min() > 2.0  # all white after normalisation (~2.2-2.6)
     assert whole[0][0].min() < -1.5  # black border present
+
+
+# ------------------------------------------------------------------------------ the image-scan cache
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Names of the files the scan really decodes (a spy around the real image_problem); the cache
+    goes to a fresh folder of this test."""
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    seen: list[str] = []
+    real = images_module.image_problem
+
+    def spy(path: Path) -> str | None:
+        seen.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(images_module, "image_problem", spy)
+    return seen
+
+
+def _image_folder(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    write_image(data / "a.jpg", seed=1)
+    write_image(data / "sub" / "b.png", "RGBA", seed=2)
+    write_image(data / "c.jpg", "L", seed=3)
+    write_truncated_jpeg(data / "cut.jpg")
+    return data
+
+
+NAMES = ["a.jpg", "sub/b.png", "c.jpg", "cut.jpg", "gone.jpg"]
+
+
+def test_second_scan_decodes_only_the_bad_files(tmp_path: Path, decoded: list[str]) -> None:
+    data = _image_folder(tmp_path)
+    first = scan_images(data, NAMES, progress=False)
+    assert first == [("cut.jpg", "truncated"), ("gone.jpg", "missing")]
+    assert sorted(decoded) == ["a.jpg", "b.png", "c.jpg", "cut.jpg", "gone.jpg"]
+    cache_file = scan_cache_path(data)
+    assert cache_file is not None and cache_file.parent == tmp_path / "cache"
+    assert cache_file.name.startswith("image-scan-") and cache_file.is_file()
+    assert "cut.jpg" not in cache_file.read_text()  # only good files are cached
+
+    decoded.clear()
+    assert scan_images(data, NAMES, progress=False) == first
+    assert sorted(decoded) == ["cut.jpg", "gone.jpg"]  # bad files are always re-decoded
+    # The same folder reached through another spelling of its path shares the cache.
+    decoded.clear()
+    scan_images(tmp_path / "data" / "sub" / "..", ["a.jpg"], progress=False)
+    assert decoded == []
+
+
+def test_changed_cached_image_is_decoded_again_and_reported(tmp_path: Path, decoded: list[str]) -> None:
+    data = _image_folder(tmp_path)
+    assert scan_images(data, ["a.jpg", "c.jpg"], progress=False) == []
+    # Truncation changes the size.
+    raw = (data / "a.jpg").read_bytes()
+    (data / "a.jpg").write_bytes(raw[: len(raw) // 2])
+    # Garbage of the very same size: only the mtime tells (set explicitly, whatever the clock's grain).
+    stat_c = (data / "c.jpg").stat()
+    (data / "c.jpg").write_bytes(b"x" * stat_c.st_size)
+    os.utime(data / "c.jpg", ns=(stat_c.st_atime_ns, stat_c.st_mtime_ns + 1_000_000_000))
+    decoded.clear()
+    bad = dict(scan_images(data, ["a.jpg", "c.jpg"], progress=False))
+    assert sorted(decoded) == ["a.jpg", "c.jpg"]
+    assert bad["a.jpg"] == "truncated" and bad["c.jpg"].startswith("unreadable")
+    cache_file = scan_cache_path(data)
+    assert cache_file is not None and "a.jpg" not in cache_file.read_text()  # stale entries dropped
+    # A fixed file is picked up again.
+    write_image(data / "a.jpg", seed=1)
+    decoded.clear()
+    assert [p for p, _ in scan_images(data, ["a.jpg", "c.jpg"], progress=False)] == ["c.jpg"]
+    assert sorted(decoded) == ["a.jpg", "c.jpg"]
+
+
+def test_scans_of_different_subsets_merge_into_one_cache(tmp_path: Path, decoded: list[str]) -> None:
+    data = _image_folder(tmp_path)
+    scan_images(data, ["a.jpg"], progress=False)
+    scan_images(data, ["c.jpg", "sub/b.png"], progress=False)  # e.g. the eval split after the train split
+    decoded.clear()
+    assert scan_images(data, ["a.jpg", "sub/b.png", "c.jpg"], progress=False) == []
+    assert decoded == []
+
+
+def test_corrupt_cache_file_is_ignored_and_rewritten(tmp_path: Path, decoded: list[str]) -> None:
+    data = _image_folder(tmp_path)
+    cache_file = scan_cache_path(data)
+    assert cache_file is not None
+    cache_file.parent.mkdir(parents=True)
+    for junk in (b"\xff\xfe garbage \x00", f"# dmlbench image-scan cache v1\t{data.resolve()}\nx\ty\ta.jpg\n".encode()):
+        cache_file.write_bytes(junk)
+        decoded.clear()
+        assert scan_images(data, ["a.jpg", "c.jpg"], progress=False) == []
+        assert sorted(decoded) == ["a.jpg", "c.jpg"]
+    decoded.clear()
+    assert scan_images(data, ["a.jpg", "c.jpg"], progress=False) == []
+    assert decoded == []  # the rewritten cache is valid
+
+
+def test_cache_off_and_unwritable_cache_folder(
+    tmp_path: Path, decoded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _image_folder(tmp_path)
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", "off")
+    assert cache_dir() is None and scan_cache_path(data) is None
+    for _ in range(2):
+        assert scan_images(data, ["a.jpg"], progress=False) == []
+    assert decoded == ["a.jpg", "a.jpg"]
+    assert not (tmp_path / "cache").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    # use_cache=False bypasses an enabled cache too.
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    scan_images(data, ["a.jpg"], progress=False, use_cache=False)
+    assert not (tmp_path / "cache").exists()
+    # A cache folder that cannot be created (a file is in the way) does not fail the scan.
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    assert scan_images(data, ["a.jpg", "cut.jpg"], progress=False) == [("cut.jpg", "truncated")]
+
+
+def test_cache_dir_follows_env_then_xdg_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", "OFF")
+    assert cache_dir() is None
+    monkeypatch.delenv("DMLBENCH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "dmlbench"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "dmlbench"
+    other = scan_cache_path(tmp_path / "other")
+    assert other is not None and other != scan_cache_path(tmp_path / "data")

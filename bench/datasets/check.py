@@ -57,7 +57,7 @@ def check_dataset(
         if singletons and split in ("train", "test"):
             counts["single_image_classes"] = singletons
     if images:
-        bad = scan_images(index.root, index.paths, progress=progress)
+        bad = scan_images(index.root, index.paths, progress=progress, use_cache=False)  # an explicit check decodes everything
         report["bad_images"] = [{"path": p, "reason": why} for p, why in bad]
         by_reason: dict[str, int] = {}
         for _, why in bad:

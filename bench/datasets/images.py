@@ -6,6 +6,8 @@ whatever its stored mode (L, CMYK, P, RGBA, LA, I;16, 1, F), because the backbon
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +21,9 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from bench.datasets.base import DatasetError, DatasetIndex
+from bench.rundir import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,6 +31,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_RESIZE_RATIO = 256 / 224
 MAX_LISTED_BAD = 20
 SKIP_HINT = "set data.skip_bad_images=true to exclude them"
+CACHE_DIR_ENV = "DMLBENCH_CACHE_DIR"  # a folder, or "off" to disable the scan cache
+SCAN_CACHE_HEADER = "# dmlbench image-scan cache v1"
+SCAN_CHUNK = 64  # files per thread task of the scan
+
+FileStamp = tuple[int, int]  # (st_size, st_mtime_ns): a cached verdict holds only while both are unchanged
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -96,32 +106,130 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
+def cache_dir() -> Path | None:
+    """Where dmlbench keeps caches: $DMLBENCH_CACHE_DIR, else $XDG_CACHE_HOME/dmlbench, else
+    ~/.cache/dmlbench; None when DMLBENCH_CACHE_DIR is "off"."""
+    chosen = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if chosen.lower() == "off":
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "dmlbench"
+
+
+def scan_cache_path(root: str | Path) -> Path | None:
+    """The scan-cache file of one dataset root (one file per resolved root), or None when caching is off."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    return folder / f"image-scan-{digest}.tsv"
+
+
+def read_scan_cache(path: Path, root: Path) -> dict[str, FileStamp]:
+    """Relative path -> stamp of files verified good. Anything unreadable or malformed counts as empty:
+    the cache only ever saves work, so a bad cache file must never fail a run."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    lines = text.split("\n")  # not splitlines(): a path may hold \r or other line-break characters
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines or lines[0] != f"{SCAN_CACHE_HEADER}\t{Path(root).resolve()}":
+        return {}  # not ours, an older format, or (vanishingly unlikely) another root with the same hash
+    entries: dict[str, FileStamp] = {}
+    for line in lines[1:]:
+        fields = line.split("\t", 2)  # the path comes last, so a tab inside it survives
+        if len(fields) != 3 or not fields[2]:
+            return {}  # a corrupt line: trust nothing in the file
+        try:
+            entries[fields[2]] = (int(fields[0]), int(fields[1]))
+        except ValueError:
+            return {}
+    return entries
+
+
+def write_scan_cache(path: Path, root: Path, good: dict[str, FileStamp], bad: Sequence[str] = ()) -> None:
+    """Merge `good` into the cache file and drop `bad`, atomically; errors are logged, never raised.
+
+    Several sweep cells may scan the same root at once: re-reading just before the write keeps their
+    entries; a lost race loses only entries (re-verified next time), never admits a bad file.
+    """
+    try:
+        entries = read_scan_cache(path, root)
+        entries.update(good)
+        for rel in bad:
+            entries.pop(rel, None)
+        rows = [f"{size}\t{mtime_ns}\t{rel}" for rel, (size, mtime_ns) in sorted(entries.items())]
+        atomic_write_text(path, "\n".join([f"{SCAN_CACHE_HEADER}\t{Path(root).resolve()}", *rows]) + "\n")
+    except OSError as err:
+        logger.warning("image-scan cache not written (%s): %s", path, err)
+
+
+def _stamp(path: Path) -> FileStamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
 def scan_images(
-    root: str | Path, paths: Sequence[str], progress: bool = True, workers: int | None = None
+    root: str | Path,
+    paths: Sequence[str],
+    progress: bool = True,
+    workers: int | None = None,
+    *,
+    use_cache: bool = True,
 ) -> list[tuple[str, str]]:
     """Fully decode every image; return (relative path, reason) for each one that fails, in input order.
 
-    Threads overlap the decoding (PIL releases the GIL while decoding).
+    Threads overlap the decoding (PIL releases the GIL while decoding). With ``use_cache`` (and
+    DMLBENCH_CACHE_DIR not "off"), files already verified good with the same size and mtime are only
+    stat()ed; bad files are never cached, so they are decoded (and reported) every time.
     """
     root = Path(root)
     workers = workers or min(8, os.cpu_count() or 1)
     from tqdm import tqdm  # only needed when scanning
 
-    def probe(rel: str) -> str | None:
-        return image_problem(root / rel)
+    cache_file = scan_cache_path(root) if use_cache else None
+    cached = read_scan_cache(cache_file, root) if cache_file is not None else {}
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(
-            tqdm(
-                pool.map(probe, paths, chunksize=64),
-                total=len(paths),
-                desc="checking images",
-                unit="img",
-                disable=not progress,
-                leave=False,
-            )
-        )
-    return [(rel, reason) for rel, reason in zip(paths, reasons, strict=True) if reason is not None]
+    Probe = tuple[str | None, FileStamp | None, bool]  # (problem, stamp taken before decoding, decoded?)
+
+    def probe(rel: str) -> Probe:
+        # Stamp first: if the file changes during the decode, the next scan sees a new stamp.
+        stamp = _stamp(root / rel)
+        if stamp is not None and cached.get(rel) == stamp:
+            return None, stamp, False
+        return image_problem(root / rel), stamp, True
+
+    def probe_chunk(chunk: Sequence[str]) -> list[Probe]:
+        return [probe(rel) for rel in chunk]
+
+    # Explicit chunks: ThreadPoolExecutor.map ignores `chunksize`, and one future per file costs more
+    # than the stat() of a cached file.
+    chunks = [paths[i : i + SCAN_CHUNK] for i in range(0, len(paths), SCAN_CHUNK)]
+    results: list[Probe] = []
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(paths), desc="checking images", unit="img", disable=not progress, leave=False) as bar,
+    ):
+        for chunk_results in pool.map(probe_chunk, chunks):
+            results.extend(chunk_results)
+            bar.update(len(chunk_results))
+    if cache_file is not None:
+        newly_good = {
+            rel: stamp
+            for rel, (reason, stamp, decoded) in zip(paths, results, strict=True)
+            if decoded and reason is None and stamp is not None and "\n" not in rel
+        }
+        bad_cached = [rel for rel, (reason, _, _) in zip(paths, results, strict=True) if reason and rel in cached]
+        if newly_good or bad_cached:
+            write_scan_cache(cache_file, root, newly_good, bad_cached)
+    return [(rel, reason) for rel, (reason, _, _) in zip(paths, results, strict=True) if reason is not None]
 
 
 def format_bad_images(bad: Sequence[tuple[str, str]], limit: int = MAX_LISTED_BAD) -> str:
