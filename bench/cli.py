@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("bench.cli", "add_train_parser", "train and evaluate one run (resumes automatically)"),
     "list": ("bench.cli", "add_list_parser", "list losses, samplers, datasets, backbones, sweep presets + parameters"),
     "sweep": ("bench.sweep", "add_sweep_parser", "expand a sweep file and submit its unfinished cells (idempotent)"),
-    "status": ("bench.sweep", "add_status_parser", "done / running / pending / failed per cell of a sweep"),
+    "status": ("bench.sweep", "add_status_parser", "done / running / pending / failed / cancelled per cell of a sweep"),
     "cancel": ("bench.sweep", "add_cancel_parser", "cancel a sweep's queued and running SLURM jobs"),
     "collect": ("bench.report", "add_collect_parser", "collect finished runs into a long table, tables and plots"),
     "compare": ("bench.compare", "add_compare_parser", "compare two result sets cell by cell (exit 1 if worse)"),

@@ -79,7 +79,8 @@ LOCK_FILE = ".sweep.lock"
 # SLURM states in which a job will still run (or runs): its cell must not be submitted again.
 ACTIVE_PENDING = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD", "SUSPENDED"})
 ACTIVE_RUNNING = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"})
-STATES = ("done", "running", "pending", "failed", "interrupted", "unsubmitted")
+# failed / cancelled / interrupted / unsubmitted cells are all submitted again by a re-run.
+STATES = ("done", "running", "pending", "failed", "cancelled", "interrupted", "unsubmitted")
 
 
 class SweepError(ValueError):
@@ -567,8 +568,9 @@ def first_error_line(run_dir: Path) -> str:
 
 
 def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool = True) -> list[CellStatus]:
-    """done / running / pending / failed / interrupted / unsubmitted per cell, from the run folders,
-    jobs.json, and (for SLURM sweeps) squeue + sacct."""
+    """done / running / pending / failed / cancelled / interrupted / unsubmitted per cell, from the run
+    folders, jobs.json, and (for SLURM sweeps) squeue + sacct. A run's own error.txt wins over the
+    scheduler's verdict: a cell whose run failed is `failed` even if its job was later cancelled."""
     jobs = read_jobs(sweep.output_dir)
     slurm_ids = {rid: j for rid, j in jobs.items() if not j.startswith("local:")}
     ask_slurm = bool(query_scheduler and slurm_ids and slurm_available())
@@ -603,6 +605,8 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
             elif state in ("UNKNOWN", "PENDING", "RUNNING"):
                 # sacct lags squeue by a second or two; a vanished job with no record was interrupted
                 status.state = "interrupted"
+            elif state.rstrip("+") == "CANCELLED":  # sacct: "CANCELLED by <uid>" (first word kept), or "CANCELLED+"
+                status.state, status.error = "cancelled", "SLURM job CANCELLED"
             else:
                 status.state, status.error = "failed", f"SLURM job {state}"
     return out
@@ -853,7 +857,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_status_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="done / running / pending / failed per cell of a sweep")
+    p = sub.add_parser("status", help="done / running / pending / failed / cancelled per cell of a sweep")
     p.add_argument("sweep", help="the sweep file or its output folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)

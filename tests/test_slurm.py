@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from bench import rundir
 from bench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_sweep, sweep_from_dict
@@ -143,6 +144,15 @@ def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Pa
     wait_for(sweep, report.cells, lambda st: any(s.state == "running" for s in st), timeout=120)
     cancelled = cancel_sweep(sweep.output_dir)
     assert sorted(cancelled) == sorted(report.submitted.values())
-    statuses = wait_for(sweep, report.cells, lambda st: all(s.state == "failed" for s in st), timeout=120)
+    statuses = wait_for(sweep, report.cells, lambda st: all(s.state == "cancelled" for s in st), timeout=120)
     assert {s.error for s in statuses} == {"SLURM job CANCELLED"}
     assert cancel_sweep(sweep.output_dir) == []  # nothing left to cancel
+    # Cancelled cells are not finished: a re-run of the sweep submits them again.
+    dry = run_sweep(sweep, dry_run=True, runner="test_sweep:standin_train_run")
+    assert [s.state for s in dry.before] == ["cancelled"] * 3 and not dry.submitted
+    shown = run_cli("sweep", str(sweep.output_dir / "sweep.yaml"), "--dry-run", "--runner", "test_sweep:standin_train_run")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("would submit") == 4 and "before: 3 cancelled; would submit 3" in shown.stdout
+    status = run_cli("status", str(sweep.output_dir))
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.strip().endswith("3 cancelled") and status.stdout.count("SLURM job CANCELLED") == 3
