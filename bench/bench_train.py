@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from bench.config import Config, apply_overrides, load_config
 from bench.datasets.images import ImageDataset, build_transform
-from bench.train import Trainer, batch_tensors, build_trainer, prepare
+from bench.train import Trainer, batch_tensors, build_trainer, epoch_loader, prepare
 
 
 @dataclass
@@ -49,13 +49,7 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
     labels_all = torch.from_numpy(parts.index.labels)
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
-    loader = DataLoader(
-        train_set,
-        batch_sampler=[b.indices.tolist() for b in batches],
-        num_workers=cfg.train.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+    loader = epoch_loader(cfg, train_set, batches, 0, device)  # exactly the training run's input pipeline
 
     def run_step(batch_i: int, images: torch.Tensor, idx: torch.Tensor) -> None:
         tensors = batch_tensors(batches[batch_i], images, idx, labels_all, attributes, device)

@@ -84,7 +84,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
     deterministic: bool = True
-    checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (for long epochs)
+    checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
+    compile: str = "off"  # off | default | max-autotune: torch.compile the model's forward
 
 
 @dataclass
@@ -111,7 +112,18 @@ class Config:
 
 
 # Keys that change where or how fast a run happens but not its result: left out of the run_id.
-RUNTIME_KEYS = frozenset({"name", "output_dir", "train.device", "train.num_workers", "eval.backend", "eval.batch_size"})
+RUNTIME_KEYS = frozenset(
+    {
+        "name",
+        "output_dir",
+        "train.device",
+        "train.num_workers",  # augmentation is seeded per image (bench.train.augmentation_seeds)
+        "train.checkpoint_every_batches",  # resume replays exactly
+        "train.compile",
+        "eval.backend",
+        "eval.batch_size",
+    }
+)
 
 
 @functools.cache  # get_type_hints re-evaluates string annotations: slow for 1,000-cell sweeps

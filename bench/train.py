@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import random
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import losses
@@ -36,6 +38,7 @@ from bench.registry import import_plugins
 from losses.compat import compatibility_error
 
 EMBEDDING_SAMPLE = "embeddings_sample.npz"
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 EMBEDDING_SAMPLE_SIZE = 2000
 
 
@@ -81,9 +84,22 @@ def check_names(cfg: Config) -> None:
         raise ConfigError(f"train.lr_schedule must be none, cosine or step, not '{cfg.train.lr_schedule}'")
     if cfg.train.amp not in ("auto", "bf16", "fp16", "off"):
         raise ConfigError(f"train.amp must be auto, bf16, fp16 or off, not '{cfg.train.amp}'")
+    if cfg.train.compile not in COMPILE_MODES:
+        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}, not '{cfg.train.compile}'")
     bad_layers = set(cfg.eval.layers) - {"emb", "fc", "conv"}
     if bad_layers:
         raise ConfigError(f"eval.layers may only hold emb, fc, conv; got {sorted(bad_layers)}")
+
+
+def check_compiler(cfg: Config, device: torch.device) -> None:
+    """torch.compile on CPU generates C++: fail before training when no compiler is there to build it."""
+    if cfg.train.compile == "off" or device.type != "cpu":
+        return
+    if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")):
+        raise ConfigError(
+            "train.compile on CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found: "
+            "install one (Debian: apt install g++) or set train.compile=off"
+        )
 
 
 def load_index(cfg: Config) -> DatasetIndex:
@@ -96,6 +112,7 @@ def prepare(cfg: Config, log: Callable[[str], None] = print, check_images: bool 
     check_names(cfg)
     check_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights_path)
     device = resolve_device(cfg.train.device)
+    check_compiler(cfg, device)
     index = load_index(cfg)
     sampler_cls = samplers.SAMPLERS.get(cfg.sampler.name)
     problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes, cfg.loss.params)
@@ -256,6 +273,50 @@ class Trainer:
         return float(loss.item()), float(grad_norm)
 
 
+def augmentation_seeds(seed: int, epoch: int, step: int, count: int) -> list[int]:
+    """One seed per image of a batch, from (run seed, epoch, step) alone.
+
+    Random crops and flips are drawn from these, so they do not depend on `train.num_workers` or on
+    where a killed run resumed.
+
+    >>> augmentation_seeds(0, 1, 2, 3) == augmentation_seeds(0, 1, 2, 3) != augmentation_seeds(0, 1, 3, 3)
+    True
+    """
+    return [int(s) for s in np.random.SeedSequence([seed, epoch, step]).generate_state(count, dtype=np.uint64)]
+
+
+class SeededViews(Dataset):
+    """Item (i, seed) -> `images[i]` with its random augmentation drawn from `seed` (global RNG untouched)."""
+
+    def __init__(self, images: ImageDataset) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        i, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.images[i]
+
+
+def epoch_loader(
+    cfg: Config, train_set: ImageDataset, batches: list[samplers.Batch], epoch: int, device: torch.device, first_step: int = 0
+) -> DataLoader:
+    """The DataLoader of one epoch's batches from `first_step` on (a resumed epoch skips the finished ones)."""
+    keys = [
+        list(zip(b.indices.tolist(), augmentation_seeds(cfg.seed, epoch, step, len(b.indices)), strict=True))
+        for step, b in enumerate(batches)
+    ]
+    return DataLoader(
+        SeededViews(train_set),
+        batch_sampler=keys[first_step:],
+        num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def batch_tensors(
     batch: samplers.Batch,
     images: torch.Tensor,
@@ -287,6 +348,9 @@ def build_trainer(parts: RunParts) -> Trainer:
     ).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if cfg.train.compile != "off":
+        # In place: the forward is compiled, parameter names (state_dict, checkpoints) stay unchanged.
+        model.compile(mode=None if cfg.train.compile == "default" else cfg.train.compile)
     loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     param_groups: list[dict[str, Any]] = [{"params": params}]
@@ -309,9 +373,13 @@ def save_checkpoint(
     scheduler: Any,
     sampler: samplers.BatchSampler,
     scaler: torch.amp.GradScaler | None,
+    step: int = 0,
+    epoch_progress: dict[str, Any] | None = None,
 ) -> None:
     state = {
         "epoch": epoch,  # number of completed epochs
+        "step": step,  # completed steps of the next epoch (mid-epoch checkpoints), 0 at an epoch's end
+        "epoch_progress": epoch_progress,  # that partial epoch's losses, stats and time so far
         "model": model.state_dict(),
         "loss": loss.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -416,7 +484,8 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
     scheduler, scaler = trainer.scheduler, trainer.scaler
 
-    start_epoch = 0
+    start_epoch, start_step = 0, 0
+    partial: dict[str, Any] = {"losses": [], "stats": [], "time_s": 0.0}
     history = rundir.read_history(run_dir)
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
@@ -429,8 +498,10 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             scaler.load_state_dict(checkpoint["scaler"])
         parts.sampler.load_state_dict(checkpoint["sampler"])
         restore_rng(checkpoint["rng"])
-        start_epoch = int(checkpoint["epoch"])
-        log(f"resuming {run_dir.name} after epoch {start_epoch}")
+        start_epoch, start_step = int(checkpoint["epoch"]), int(checkpoint.get("step", 0))
+        if start_step:
+            partial = checkpoint["epoch_progress"]
+        log(f"resuming {run_dir.name} after epoch {start_epoch}" + (f", step {start_step}" if start_step else ""))
     # Epochs after the checkpoint were lost with the killed process: drop their history rows.
     history = [row for row in history if row.get("epoch", 0) <= start_epoch]
     rundir.write_history(run_dir, history)
@@ -438,32 +509,46 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
     labels_all = torch.from_numpy(parts.index.labels)
+    every_batches = cfg.train.checkpoint_every_batches or 0
 
     for epoch in range(start_epoch, cfg.train.epochs):
-        # Augmentation randomness depends only on (seed, epoch): a resumed epoch replays exactly.
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        first_step = start_step if epoch == start_epoch else 0
+        if first_step == 0:
+            # Whatever else draws from the global RNG (none of our losses do) replays from (seed, epoch);
+            # a resumed partial epoch continues from the RNG state saved in its checkpoint instead.
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            partial = {"losses": [], "stats": [], "time_s": 0.0}
         batches = list(parts.sampler.iter_epoch(epoch))
-        loader = DataLoader(
-            train_set,
-            batch_sampler=[b.indices.tolist() for b in batches],
-            num_workers=cfg.train.num_workers,
-            pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
-        )
+        loader = epoch_loader(cfg, train_set, batches, epoch, device, first_step)
         model.train()
-        started = time.time()
-        losses_seen: list[float] = []
-        stats_rows: list[dict[str, float]] = []
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
-        for step, (batch, (images, dataset_idx)) in enumerate(zip(batches, loader, strict=True)):
+        started = time.time() - partial["time_s"]
+        losses_seen: list[float] = partial["losses"]
+        stats_rows: list[dict[str, float]] = partial["stats"]
+        bar = tqdm(
+            total=len(batches), initial=first_step, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False
+        )
+        for step, (images, dataset_idx) in enumerate(loader, start=first_step):
             loss, grad_norm = trainer.step(
-                *batch_tensors(batch, images, dataset_idx, labels_all, attributes, device),
+                *batch_tensors(batches[step], images, dataset_idx, labels_all, attributes, device),
                 where=f"epoch {epoch + 1}, step {step + 1}",
             )
             losses_seen.append(loss)
             stats_rows.append({**loss_fn.last_stats, "grad_norm": grad_norm})
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses_seen):.4f}")
+            if every_batches and (step + 1) % every_batches == 0 and step + 1 < len(batches):
+                save_checkpoint(
+                    run_dir,
+                    epoch=epoch,
+                    step=step + 1,
+                    epoch_progress={"losses": losses_seen, "stats": stats_rows, "time_s": time.time() - started},
+                    model=model,
+                    loss=loss_fn,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    sampler=parts.sampler,
+                    scaler=scaler,
+                )
         bar.close()
         if scheduler is not None:
             scheduler.step()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,57 +57,77 @@ def test_train_cli_writes_a_complete_run_folder(tiny_synthshop: Path, tmp_path: 
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
 
 
+def _kill_when(cmd_cfg: Path, output_dir: Path, ready: Callable[[Path], bool]) -> Path:
+    """Start `dmlbench train`, SIGKILL it as soon as `ready(run_dir)` holds; return the run folder."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "train", str(cmd_cfg), "--quiet"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    run_dir = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        runs = [p for p in output_dir.iterdir() if p.is_dir()] if output_dir.is_dir() else []
+        if runs and ready(runs[0]):
+            run_dir = runs[0]
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert run_dir is not None, f"the run never got ready to be killed: {proc.stderr and proc.stderr.read()}"
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "DONE").exists() and not (run_dir / "metrics.json").exists()
+    return run_dir
+
+
+def _history_rows(run_dir: Path) -> int:
+    path = run_dir / "history.jsonl"
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
 def test_sigkill_mid_epoch_resumes_to_identical_metrics(tiny_synthshop: Path, tmp_path: Path) -> None:
-    def config(out: str) -> dict:
+    """Killed runs resume to the very numbers of an uninterrupted one: killed well into epoch 2 (resumes from
+    epoch 1's checkpoint), and killed after a mid-epoch checkpoint (train.checkpoint_every_batches) while
+    loading with 2 worker processes (augmentation does not depend on num_workers)."""
+
+    def config(out: str, **train: object) -> Path:
         # The small backbone keeps checkpoints (and so the test) small; the path is the same as ResNet's.
-        return tiny_run_config(
+        cfg = tiny_run_config(
             tiny_synthshop,
             tmp_path / out,
             model={"backbone": "mobilenet_v3_small"},
-            train={"epochs": 3, "lr": 1e-3},
+            train={"epochs": 3, "lr": 1e-3, **train},
             sampler={"batches_per_epoch": 24},
         )
+        return write_config(tmp_path / f"{out}.yaml", cfg)
 
-    reference_cfg = write_config(tmp_path / "ref.yaml", config("ref"))
-    killed_cfg = write_config(tmp_path / "killed.yaml", config("killed"))
+    epoch_end = config("killed")
+    run_dir = _kill_when(epoch_end, tmp_path / "killed", lambda d: (d / "checkpoint.pt").is_file())
+    assert _history_rows(run_dir) == 1, "the kill must land in epoch 2 for this test to mean anything"
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "train", str(killed_cfg), "--quiet"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    mid_epoch = config("mid", checkpoint_every_batches=5, num_workers=2)
+    mid_dir = _kill_when(
+        mid_epoch, tmp_path / "mid", lambda d: (d / "checkpoint.pt").is_file() and _history_rows(d) == 0
     )
-    history_file = None
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        # checkpoint.pt appears atomically once epoch 1 is complete (history is written just before it).
-        runs = list((tmp_path / "killed").glob("*/checkpoint.pt")) if (tmp_path / "killed").is_dir() else []
-        if runs:
-            history_file = runs[0].parent / "history.jsonl"
-            break
-        time.sleep(0.05)
-    assert history_file is not None, f"no epoch finished before the deadline: {proc.stderr and proc.stderr.read()}"
-    time.sleep(0.5)  # well into epoch 2
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    run_dir = history_file.parent
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run_dir / "DONE").exists() and not (run_dir / "metrics.json").exists()
-    assert history_file.read_text().count("\n") == 1, "the kill must land mid-epoch 2 for this test to mean anything"
+    assert _history_rows(mid_dir) == 0, "the kill must land after a mid-epoch-1 checkpoint"
 
-    resumed = run_cli("train", str(killed_cfg), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
+    for cfg in (epoch_end, mid_epoch):
+        resumed = run_cli("train", str(cfg), "--quiet")
+        assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in (run_dir / "run.log").read_text()
-    reference = run_cli("train", str(reference_cfg), "--quiet")
+    assert "resuming" in (mid_dir / "run.log").read_text() and ", step " in (mid_dir / "run.log").read_text()
+    reference = run_cli("train", str(config("ref")), "--quiet")
     assert reference.returncode == 0, reference.stderr
 
     ref_dir = _only_run_dir(tmp_path / "ref")
-    assert ref_dir.name == run_dir.name  # same config -> same run_id, whatever the output folder
-    got = json.loads((run_dir / "metrics.json").read_text())["layers"]
+    # same result-relevant config -> same run_id, whatever the output folder, workers or checkpoint cadence
+    assert ref_dir.name == run_dir.name == mid_dir.name
     want = json.loads((ref_dir / "metrics.json").read_text())["layers"]
-    assert got == want
-    got_hist = [json.loads(x)["loss"] for x in (run_dir / "history.jsonl").read_text().splitlines()]
     want_hist = [json.loads(x)["loss"] for x in (ref_dir / "history.jsonl").read_text().splitlines()]
-    assert got_hist == want_hist
+    assert len(want_hist) == 3
+    for folder in (run_dir, mid_dir):
+        assert json.loads((folder / "metrics.json").read_text())["layers"] == want
+        assert [json.loads(x)["loss"] for x in (folder / "history.jsonl").read_text().splitlines()] == want_hist
 
 
 def test_misspelled_key_fails_before_any_work(tiny_synthshop: Path, tmp_path: Path) -> None:
