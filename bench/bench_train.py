@@ -26,6 +26,7 @@ from bench.train import Trainer, batch_tensors, build_trainer, epoch_loader, pre
 @dataclass
 class ThroughputResult:
     amp: str
+    compile: str
     pipeline_images_per_s: float
     tensors_images_per_s: float
 
@@ -82,7 +83,7 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
             images_seen += len(idx)
     _sync(device)
     tensors = images_seen / (time.perf_counter() - start)
-    return ThroughputResult(cfg.train.amp, pipeline, tensors)
+    return ThroughputResult(cfg.train.amp, cfg.train.compile, pipeline, tensors)
 
 
 def add_bench_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,20 +93,28 @@ def add_bench_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--amp", default=None, help="comma list of train.amp settings to compare, e.g. off,bf16 (CUDA)")
+    p.add_argument(
+        "--compile",
+        default=None,
+        help="comma list of train.compile settings to compare, e.g. off,default (compilation happens in --warmup)",
+    )
     p.set_defaults(func=cmd_bench_train)
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     amps = args.amp.split(",") if args.amp else [cfg.train.amp]
+    compiles = args.compile.split(",") if args.compile else [cfg.train.compile]
     rows = []
-    for amp in amps:
-        result = measure(apply_overrides(cfg, [f"train.amp={amp}"]), args.steps, args.warmup)
-        rows.append([amp, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"])
+    for amp, compile_mode in itertools.product(amps, compiles):
+        result = measure(apply_overrides(cfg, [f"train.amp={amp}", f"train.compile={compile_mode}"]), args.steps, args.warmup)
+        rows.append(
+            [amp, compile_mode, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"]
+        )
     device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
     print(
         f"bench-train on {device}: {cfg.model.backbone} at {cfg.data.image_size} px, {cfg.sampler.name}, "
         f"num_workers={cfg.train.num_workers}, {args.steps} timed steps"
     )
-    print(tabulate(rows, headers=["amp", "pipeline img/s", "pre-loaded img/s", "ratio"], tablefmt="github"))
+    print(tabulate(rows, headers=["amp", "compile", "pipeline img/s", "pre-loaded img/s", "ratio"], tablefmt="github"))
     return 0

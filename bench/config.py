@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -203,6 +204,29 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return _build(Config, copy.deepcopy(data or {}), "")
 
 
+class ConfigYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML with YAML 1.2 booleans: only true/false are booleans, so `amp: off` or `compile=off` stay strings
+    (YAML 1.1 would read off/on/yes/no as booleans)."""
+
+
+ConfigYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse config, sweep and preset YAML.
+
+    >>> load_yaml("{amp: off, pretrained: true}")
+    {'amp': 'off', 'pretrained': True}
+    """
+    return yaml.load(text, Loader=ConfigYamlLoader)
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -212,7 +236,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     return apply_overrides(config_from_dict(data), overrides)
@@ -227,7 +251,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if key in ("loss", "sampler"):
         key = f"{key}.name"
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value

@@ -15,8 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench.config import load_yaml
 from bench.presets import preset_path
 
 # --tiny: fewer, smaller images and steps, for a smoke test in about two minutes on 2 cores.
@@ -32,7 +31,7 @@ def quickstart_sweep_data(size: str, data_root: Path, output_dir: Path) -> dict[
     """The quickstart preset with its data folder, output folder and size applied."""
     path = preset_path("quickstart")
     assert path is not None, "the quickstart preset ships with the package"
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path.read_text())
     base = data["base"]
     base.setdefault("data", {})["root"] = str(data_root)
     if size == "tiny":

@@ -59,7 +59,15 @@ import yaml
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from bench import rundir
-from bench.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, run_id
+from bench.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_yaml,
+    run_id,
+)
 from bench.registry import closest
 
 DEFAULT_RUNNER = "bench.train:train_run"
@@ -173,7 +181,7 @@ def find_profile(name: str, sweep_dir: Path | None) -> Path:
 
 def load_profile(name: str, sweep_dir: Path | None) -> dict[str, Any]:
     path = find_profile(name, sweep_dir)
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     return dict(_mapping(data, f"profile {path}"))
 
 
@@ -237,7 +245,7 @@ def sweep_from_dict(
         base_path = Path(base) if Path(base).is_absolute() or sweep_dir is None else sweep_dir / base
         if not base_path.is_file():
             raise SweepError(f"base config not found: {base_path}")
-        base = yaml.safe_load(base_path.read_text()) or {}
+        base = load_yaml(base_path.read_text()) or {}
     base = _mapping(base, "'base'")
     grid_raw = _mapping(data.get("grid") or {}, "'grid'")
     grid: dict[str, list[Any]] = {}
@@ -273,7 +281,7 @@ def load_sweep(path: str | Path, *, executor: str | None = None, profile: str | 
     if not path.is_file():
         raise SweepError(f"sweep file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise SweepError(f"{path} is not valid YAML: {err}") from err
     sweep = sweep_from_dict(data, sweep_dir=path.parent, executor=executor, profile=profile)

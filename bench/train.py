@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 import losses
 import samplers
 from bench import rundir
-from bench.config import Config, ConfigError, config_from_dict, dump_config, run_id
+from bench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
 from bench.datasets import DATASETS, DatasetIndex
 from bench.datasets.images import ImageDataset, build_transform, check_images_or_raise
 from bench.evaluate import evaluate_layers
@@ -107,12 +106,20 @@ def load_index(cfg: Config) -> DatasetIndex:
     return loader(cfg.data.root, val_classes=cfg.data.val_classes, subset=cfg.data.subset, seed=cfg.seed, **cfg.data.options)
 
 
-def prepare(cfg: Config, log: Callable[[str], None] = print, check_images: bool = True) -> RunParts:
-    """Build and check everything a run needs, before any training happens."""
+def preflight(cfg: Config) -> torch.device:
+    """The checks that need no data: names, parameters, weights on disk, device, compiler. Returns the device."""
     check_names(cfg)
     check_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights_path)
     device = resolve_device(cfg.train.device)
     check_compiler(cfg, device)
+    return device
+
+
+def prepare(
+    cfg: Config, log: Callable[[str], None] = print, check_images: bool = True, device: torch.device | None = None
+) -> RunParts:
+    """Build and check everything a run needs, before any training happens (`device`: preflight done)."""
+    device = device or preflight(cfg)
     index = load_index(cfg)
     sampler_cls = samplers.SAMPLERS.get(cfg.sampler.name)
     problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes, cfg.loss.params)
@@ -418,7 +425,7 @@ def write_config(run_dir: Path, cfg: Config) -> None:
     """Write config.yaml, or check that an existing one describes the same run."""
     path = run_dir / rundir.CONFIG
     if path.is_file():
-        existing = config_from_dict(yaml.safe_load(path.read_text()))
+        existing = config_from_dict(load_yaml(path.read_text()))
         if run_id(existing) != run_id(cfg):
             raise ConfigError(
                 f"{run_dir} already holds a different run (run_id {run_id(existing)} != {run_id(cfg)}); "
@@ -465,9 +472,8 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / run_id(cfg)
     if rundir.is_done(run_dir):
         return rundir.read_json(run_dir / rundir.METRICS)
-    # Typos and missing weights fail before the run folder even exists.
-    check_names(cfg)
-    check_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights_path)
+    # Typos, missing weights or a missing compiler fail before the run folder even exists.
+    device = preflight(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
 
@@ -476,10 +482,9 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         if progress:
             tqdm.write(line)
 
-    parts = prepare(cfg, log=log)
+    parts = prepare(cfg, log=log, device=device)
     for note in parts.notes:
         log(f"note: {note}")
-    device = parts.device
     trainer = build_trainer(parts)
     model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
     scheduler, scaler = trainer.scheduler, trainer.scaler

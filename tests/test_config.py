@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.config import (
     Config,
@@ -62,6 +63,21 @@ def test_overrides_parse_yaml_values_and_shorthands() -> None:
         apply_overrides(Config(), ["train.epochs"])
 
 
+def test_off_and_on_words_stay_strings_in_files_and_overrides(tmp_path: Path) -> None:
+    # YAML 1.1 reads `off` as false; train.amp / train.compile take the word "off".
+    cfg = apply_overrides(Config(), ["train.amp=off", "train.compile=off"])
+    assert (cfg.train.amp, cfg.train.compile) == ("off", "off")
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  amp: off\n  deterministic: false\ndata:\n  skip_bad_images: true\n")
+    loaded = load_config(path)
+    assert loaded.train.amp == "off" and loaded.train.deterministic is False and loaded.data.skip_bad_images is True
+    path.write_text("data:\n  skip_bad_images: yes\n")
+    with pytest.raises(ConfigError, match="must be true or false, got 'yes'"):
+        load_config(path)
+    # the dumped config (run folders) reads back identically
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(config_to_dict(loaded)))) == loaded
+
+
 def test_changing_the_loss_drops_the_previous_loss_params() -> None:
     cfg = apply_overrides(Config(), ["loss.params.alpha=3"])
     assert apply_overrides(cfg, ["loss=multi-similarity"]).loss.params == {}
@@ -69,7 +85,8 @@ def test_changing_the_loss_drops_the_previous_loss_params() -> None:
 
 def test_run_id_ignores_runtime_keys_but_not_results_keys() -> None:
     base = Config()
-    assert run_id(apply_overrides(base, ["output_dir=elsewhere", "train.num_workers=4", "name=x"])) == run_id(base)
+    runtime = ["output_dir=elsewhere", "train.num_workers=4", "name=x", "train.checkpoint_every_batches=10", "train.compile=default"]
+    assert run_id(apply_overrides(base, runtime)) == run_id(base)
     assert run_id(apply_overrides(base, ["seed=1"])) != run_id(base)
     assert run_id(apply_overrides(base, ["loss.params.alpha=3"])) != run_id(base)
 

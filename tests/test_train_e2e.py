@@ -189,6 +189,46 @@ def test_bench_train_reports_pipeline_and_preloaded_throughput(tiny_synthshop: P
     proc = run_cli("bench-train", str(cfg), "--steps", "2", "--warmup", "1")
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| auto"))
-    pipeline, preloaded, ratio = (float(x) for x in row.strip("|").split("|")[1:])
+    pipeline, preloaded, ratio = (float(x) for x in row.strip("|").split("|")[2:])
     assert pipeline > 0 and preloaded > 0 and ratio == pytest.approx(pipeline / preloaded, abs=0.01)
     assert not (tmp_path / "runs").exists()  # a benchmark writes no run folder
+
+
+def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthshop: Path, tmp_path: Path) -> None:
+    """train.compile compiles the forward in place: same first step as eager, same state_dict names (so
+    checkpoints resume with or without compile)."""
+    import torch
+
+    from bench.config import config_from_dict
+    from bench.datasets.images import ImageDataset, build_transform
+    from bench.train import batch_tensors, build_trainer, epoch_loader, prepare
+
+    results = {}
+    for mode in ("off", "default"):
+        cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"compile": mode}))
+        parts = prepare(cfg, log=lambda _line: None, check_images=False)
+        trainer = build_trainer(parts)
+        batch = next(parts.sampler.iter_epoch(0))
+        train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
+        images, idx = next(iter(epoch_loader(cfg, train_set, [batch], 0, parts.device)))
+        labels = torch.from_numpy(parts.index.labels)
+        results[mode] = (trainer.step(*batch_tensors(batch, images, idx, labels, None, parts.device)), trainer.model)
+    (eager_loss, eager_norm), eager = results["off"]
+    (compiled_loss, compiled_norm), compiled = results["default"]
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-4)
+    assert compiled_norm == pytest.approx(eager_norm, rel=1e-3)
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    eager.load_state_dict(compiled.state_dict())  # strict: a compiled run's checkpoint loads into an eager model
+
+
+def test_compile_without_a_compiler_fails_before_any_work(tiny_synthshop: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    proc = run_cli(
+        "train", str(cfg), "train.compile=default", "train.device=cpu",
+        env={"PATH": str(empty_bin), "CXX": "no-such-compiler"},
+    )
+    assert proc.returncode == 2
+    assert "train.compile on CPU needs a C++ compiler" in proc.stderr and "train.compile=off" in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from bench.config import load_yaml
 from bench.datasets import DATASETS, DatasetError
 from bench.datasets.images import scan_images
 from bench.datasets.splits import split_summary
@@ -110,7 +110,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise argparse.ArgumentTypeError(f"option '{pair}' must look like key=value")
         key, raw = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        out[key.strip()] = load_yaml(raw) if raw.strip() else ""
     return out
 
 
