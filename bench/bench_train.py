@@ -19,8 +19,8 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 
 from bench.config import Config, apply_overrides, load_config
-from bench.datasets.images import ImageDataset, build_transform
-from bench.train import Trainer, batch_tensors, build_trainer, epoch_loader, prepare
+from bench.datasets.images import ImageDataset
+from bench.train import Trainer, batch_tensors, build_trainer, epoch_loader, image_transform, prepare
 
 
 @dataclass
@@ -47,7 +47,7 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     device = parts.device
     needed = steps + warmup
     batches = list(itertools.islice(itertools.chain.from_iterable(parts.sampler.iter_epoch(e) for e in itertools.count()), needed))
-    train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
+    train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
     labels_all = torch.from_numpy(parts.index.labels)
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
     loader = epoch_loader(cfg, train_set, batches, 0, device)  # exactly the training run's input pipeline

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -99,6 +100,11 @@ def check_compiler(cfg: Config, device: torch.device) -> None:
             "train.compile on CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found: "
             "install one (Debian: apt install g++) or set train.compile=off"
         )
+
+
+def image_transform(cfg: Config, train: bool) -> Callable[[Image.Image], torch.Tensor]:
+    """The run's train or eval transform, normalised as its backbone's pretrained weights expect."""
+    return build_transform(cfg.data.image_size, train, BACKBONES.get(cfg.model.backbone).input_normalization)
 
 
 def load_index(cfg: Config) -> DatasetIndex:
@@ -182,7 +188,7 @@ def extract_features(
 ) -> dict[str, torch.Tensor]:
     """One pass over `positions`, keeping every requested layer (Emb / FC / Conv)."""
     cfg = parts.cfg
-    dataset = ImageDataset(parts.index, positions, build_transform(cfg.data.image_size, train=False))
+    dataset = ImageDataset(parts.index, positions, image_transform(cfg, train=False))
     loader = DataLoader(
         dataset,
         batch_size=cfg.eval.batch_size,
@@ -511,7 +517,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     history = [row for row in history if row.get("epoch", 0) <= start_epoch]
     rundir.write_history(run_dir, history)
 
-    train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
+    train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
     labels_all = torch.from_numpy(parts.index.labels)
     every_batches = cfg.train.checkpoint_every_batches or 0

@@ -200,8 +200,8 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
     import torch
 
     from bench.config import config_from_dict
-    from bench.datasets.images import ImageDataset, build_transform
-    from bench.train import batch_tensors, build_trainer, epoch_loader, prepare
+    from bench.datasets.images import ImageDataset
+    from bench.train import batch_tensors, build_trainer, epoch_loader, image_transform, prepare
 
     results = {}
     for mode in ("off", "default"):
@@ -209,7 +209,7 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
         parts = prepare(cfg, log=lambda _line: None, check_images=False)
         trainer = build_trainer(parts)
         batch = next(parts.sampler.iter_epoch(0))
-        train_set = ImageDataset(parts.index, parts.train_positions, build_transform(cfg.data.image_size, train=True))
+        train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
         images, idx = next(iter(epoch_loader(cfg, train_set, [batch], 0, parts.device)))
         labels = torch.from_numpy(parts.index.labels)
         results[mode] = (trainer.step(*batch_tensors(batch, images, idx, labels, None, parts.device)), trainer.model)
