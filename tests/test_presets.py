@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from helpers import run_cli
+from pathlib import Path
 
+import pytest
+from helpers import REPO, run_cli
+
+from bench.config import load_config
 from bench.presets import list_presets, preset_path
 from bench.sweep import expand, load_sweep
 
@@ -23,6 +26,13 @@ def test_preset_expands_and_validates(name: str) -> None:
     cells = expand(sweep, validate=True)
     assert cells and len({c.run_id for c in cells}) == len(cells)
     assert preset_path(name) is not None
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_run_configs_validate(path: Path) -> None:
+    from bench.train import check_names
+
+    check_names(load_config(path))
 
 
 def test_sgml_ablation_cells() -> None:
