@@ -365,6 +365,7 @@ def build_trainer(parts: RunParts) -> Trainer:
         # In place: the forward is compiled, parameter names (state_dict, checkpoints) stay unchanged.
         model.compile(mode=None if cfg.train.compile == "default" else cfg.train.compile)
     loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(device)
+    model.train()  # applies model.freeze_bn, so frozen BatchNorm parameters stay out of the optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     param_groups: list[dict[str, Any]] = [{"params": params}]
     if loss_fn.has_parameters:

@@ -1,0 +1,49 @@
+"""The training step on its own: frozen BatchNorm really stays frozen, and an unfrozen one does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import tiny_run_config
+from torch import nn
+
+from bench.config import config_from_dict
+from bench.train import build_trainer, prepare
+
+
+def _bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: tensor.detach().clone()
+        for name, tensor in model.trunk.state_dict().items()
+        if name.split(".")[-1] in ("running_mean", "running_var", "weight", "bias") and "bn" in name
+    }
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_freeze_bn_keeps_batchnorm_statistics_and_affine_parameters(tiny_synthshop: Path, tmp_path: Path, freeze_bn: bool) -> None:
+    torch.set_num_threads(1)
+    cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, model={"freeze_bn": freeze_bn}, train={"lr": 1e-2}))
+    parts = prepare(cfg, log=lambda _line: None, check_images=False)
+    trainer = build_trainer(parts)
+    bn_params = {id(m.weight) for m in trainer.model.trunk.modules() if isinstance(m, nn.BatchNorm2d)}
+    in_optimizer = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert bool(bn_params & in_optimizer) is not freeze_bn  # frozen BN parameters are not even optimised
+    before_bn = _bn_state(trainer.model)
+    conv_before = trainer.model.trunk.conv1.weight.detach().clone()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(18, 3, 32, 32, generator=gen) * 2 + 1  # statistics far from the initial 0 / 1
+    labels = torch.arange(6).repeat_interleave(3)
+    for _ in range(2):
+        trainer.model.train()
+        loss, grad_norm = trainer.step(images, labels, None, None)
+        assert torch.isfinite(torch.tensor([loss, grad_norm])).all()
+    after_bn = _bn_state(trainer.model)
+    assert not torch.equal(trainer.model.trunk.conv1.weight, conv_before)  # the rest of the trunk trains
+    changed = [name for name in before_bn if not torch.equal(before_bn[name], after_bn[name])]
+    if freeze_bn:
+        assert changed == []
+        assert all(not m.training for m in trainer.model.trunk.modules() if isinstance(m, nn.BatchNorm2d))
+    else:
+        assert any(n.endswith("running_mean") for n in changed) and any(n.endswith("weight") for n in changed)
