@@ -47,3 +47,20 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_affine_parameters(tiny_synthsh
         assert all(not m.training for m in trainer.model.trunk.modules() if isinstance(m, nn.BatchNorm2d))
     else:
         assert any(n.endswith("running_mean") for n in changed) and any(n.endswith("weight") for n in changed)
+
+
+def test_augmentation_depends_only_on_the_item_seed(tiny_synthshop: Path, tmp_path: Path) -> None:
+    from bench.datasets.images import ImageDataset
+    from bench.train import SeededViews, augmentation_seeds, image_transform
+
+    cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path))
+    parts = prepare(cfg, log=lambda _line: None, check_images=False)
+    views = SeededViews(ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True)))
+    seeds = augmentation_seeds(cfg.seed, epoch=0, step=0, count=8)
+    rng_before = torch.get_rng_state()
+    first = [views[(0, seed)][0] for seed in seeds]
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG stream is untouched
+    torch.manual_seed(123)  # whatever the global RNG holds, the same seed gives the same crop and flip
+    assert all(torch.equal(views[(0, seed)][0], image) for seed, image in zip(seeds, first, strict=True))
+    distinct = {image.numpy().tobytes() for image in first}
+    assert len(distinct) >= 6  # 8 seeds: (almost) all different random crops / flips of the same image
