@@ -81,7 +81,7 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     lr_schedule: str = "none"  # none | cosine | step
     grad_clip: float | None = None  # max gradient norm; None disables clipping
-    amp: str = "auto"  # auto (bf16 on CUDA), bf16, fp16, off
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16 (CUDA or CPU), fp16 (CUDA), off
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
     deterministic: bool = True

@@ -118,6 +118,10 @@ def preflight(cfg: Config) -> torch.device:
     check_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights_path)
     device = resolve_device(cfg.train.device)
     check_compiler(cfg, device)
+    if cfg.train.amp == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            "train.amp=fp16 needs a CUDA device (its gradient scaler runs on CUDA); on CPU use train.amp=bf16 or off"
+        )
     return device
 
 
@@ -175,11 +179,17 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.opti
     return None
 
 
+def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: `auto` is bf16 on CUDA and off elsewhere; an explicit bf16 also runs on CPU."""
+    amp = cfg.train.amp
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
 def autocast_context(cfg: Config, device: torch.device) -> Any:
-    if device.type != "cuda" or cfg.train.amp == "off":
-        return nullcontext()
-    dtype = torch.float16 if cfg.train.amp == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+    dtype = amp_dtype(cfg, device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()

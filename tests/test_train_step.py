@@ -64,3 +64,28 @@ def test_augmentation_depends_only_on_the_item_seed(tiny_synthshop: Path, tmp_pa
     assert all(torch.equal(views[(0, seed)][0], image) for seed, image in zip(seeds, first, strict=True))
     distinct = {image.numpy().tobytes() for image in first}
     assert len(distinct) >= 6  # 8 seeds: (almost) all different random crops / flips of the same image
+
+
+def test_bf16_autocast_runs_the_amp_path_on_cpu(tiny_synthshop: Path, tmp_path: Path) -> None:
+    """train.amp=bf16 autocasts on CPU too, so the AMP step (bf16 forward, fp32 loss) is exercised here."""
+    torch.set_num_threads(1)
+    images = torch.randn(18, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(6).repeat_interleave(3)
+    results = {}
+    for amp in ("off", "bf16"):
+        cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"amp": amp, "device": "cpu"}))
+        trainer = build_trainer(prepare(cfg, log=lambda _line: None, check_images=False))
+        dtypes: list[torch.dtype] = []
+        trainer.model.trunk.conv1.register_forward_hook(lambda _m, _i, out, seen=dtypes: seen.append(out.dtype))
+        results[amp] = trainer.step(images, labels, None, None)
+        assert dtypes == [torch.bfloat16 if amp == "bf16" else torch.float32]
+    (loss_fp32, _), (loss_bf16, norm_bf16) = results["off"], results["bf16"]
+    assert loss_bf16 == pytest.approx(loss_fp32, rel=0.05) and norm_bf16 > 0
+
+
+def test_fp16_on_cpu_is_refused_before_any_work(tiny_synthshop: Path, tmp_path: Path) -> None:
+    from bench.config import ConfigError
+
+    cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"amp": "fp16", "device": "cpu"}))
+    with pytest.raises(ConfigError, match="train.amp=fp16 needs a CUDA device"):
+        prepare(cfg, log=lambda _line: None, check_images=False)
