@@ -20,7 +20,15 @@ from torch.utils.data import DataLoader
 
 from bench.config import Config, apply_overrides, load_config
 from bench.datasets.images import ImageDataset
-from bench.train import Trainer, batch_tensors, build_trainer, epoch_loader, image_transform, prepare
+from bench.train import (
+    Trainer,
+    batch_tensors,
+    build_trainer,
+    image_transform,
+    prepare,
+    run_schedule,
+    training_loader,
+)
 
 
 @dataclass
@@ -46,11 +54,12 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     trainer.model.train()
     device = parts.device
     needed = steps + warmup
-    batches = list(itertools.islice(itertools.chain.from_iterable(parts.sampler.iter_epoch(e) for e in itertools.count()), needed))
+    scheduled = list(itertools.islice(run_schedule(parts.sampler, epochs=needed)(), needed))  # (epoch, step, batch)
+    batches = [batch for _epoch, _step, batch in scheduled]
     train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
     labels_all = torch.from_numpy(parts.index.labels)
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
-    loader = epoch_loader(cfg, train_set, batches, 0, device)  # exactly the training run's input pipeline
+    loader = training_loader(cfg, train_set, lambda: iter(scheduled), device)  # exactly the training run's pipeline
 
     def run_step(batch_i: int, images: torch.Tensor, idx: torch.Tensor) -> None:
         tensors = batch_tensors(batches[batch_i], images, idx, labels_all, attributes, device)

@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,17 +330,40 @@ class SeededViews(Dataset):
             generator.set_state(saved)  # the caller's RNG stream is left as it was (num_workers=0)
 
 
-def epoch_loader(
-    cfg: Config, train_set: ImageDataset, batches: list[samplers.Batch], epoch: int, device: torch.device, first_step: int = 0
-) -> DataLoader:
-    """The DataLoader of one epoch's batches from `first_step` on (a resumed epoch skips the finished ones)."""
-    keys = [
-        list(zip(b.indices.tolist(), augmentation_seeds(cfg.seed, epoch, step, len(b.indices)), strict=True))
-        for step, b in enumerate(batches)
-    ]
+Schedule = Callable[[], Iterator[tuple[int, int, samplers.Batch]]]  # () -> (epoch, step, batch) in training order
+
+
+def run_schedule(sampler: samplers.BatchSampler, epochs: int, first_epoch: int = 0, first_step: int = 0) -> Schedule:
+    """Every remaining (epoch, step, batch) of a run, from `first_step` of `first_epoch` on."""
+
+    def schedule() -> Iterator[tuple[int, int, samplers.Batch]]:
+        for epoch in range(first_epoch, epochs):
+            start = first_step if epoch == first_epoch else 0
+            for step, batch in enumerate(sampler.iter_epoch(epoch, start=start), start=start):
+                yield epoch, step, batch
+
+    return schedule
+
+
+class SeededBatchKeys:
+    """The DataLoader's batch_sampler: each scheduled batch as (image, augmentation seed) keys for SeededViews."""
+
+    def __init__(self, schedule: Schedule, seed: int) -> None:
+        self.schedule = schedule
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for epoch, step, batch in self.schedule():
+            seeds = augmentation_seeds(self.seed, epoch, step, len(batch.indices))
+            yield list(zip(batch.indices.tolist(), seeds, strict=True))
+
+
+def training_loader(cfg: Config, train_set: ImageDataset, schedule: Schedule, device: torch.device) -> DataLoader:
+    """One DataLoader for the rest of the run: workers start once and prefetch across epoch boundaries
+    (while the epoch's checkpoint is written) instead of being respawned every epoch."""
     return DataLoader(
         SeededViews(train_set),
-        batch_sampler=keys[first_step:],
+        batch_sampler=SeededBatchKeys(schedule, cfg.seed),
         num_workers=cfg.train.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),  # workers' base seed; keeps the global RNG untouched
@@ -535,6 +558,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
     labels_all = torch.from_numpy(parts.index.labels)
     every_batches = cfg.train.checkpoint_every_batches or 0
+    loader = iter(training_loader(cfg, train_set, run_schedule(parts.sampler, cfg.train.epochs, start_epoch, start_step), device))
 
     for epoch in range(start_epoch, cfg.train.epochs):
         first_step = start_step if epoch == start_epoch else 0
@@ -543,8 +567,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             # a resumed partial epoch continues from the RNG state saved in its checkpoint instead.
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             partial = {"losses": [], "stats": [], "time_s": 0.0}
-        batches = list(parts.sampler.iter_epoch(epoch))
-        loader = epoch_loader(cfg, train_set, batches, epoch, device, first_step)
+        batches = list(parts.sampler.iter_epoch(epoch))  # the same batches the loader is loading: for tuples
         model.train()
         started = time.time() - partial["time_s"]
         losses_seen: list[float] = partial["losses"]
@@ -552,7 +575,8 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         bar = tqdm(
             total=len(batches), initial=first_step, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False
         )
-        for step, (images, dataset_idx) in enumerate(loader, start=first_step):
+        for step in range(first_step, len(batches)):
+            images, dataset_idx = next(loader)
             loss, grad_norm = trainer.step(
                 *batch_tensors(batches[step], images, dataset_idx, labels_all, attributes, device),
                 where=f"epoch {epoch + 1}, step {step + 1}",
@@ -586,6 +610,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         save_checkpoint(run_dir, trainer, parts.sampler, epoch=epoch + 1)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
 
+    del loader  # shuts its worker processes down before evaluation starts its own
     metrics, feats = evaluate_positions(model, parts, parts.eval_positions, progress, "test features")
     result = {
         "run_id": run_id(cfg),

@@ -201,7 +201,7 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
 
     from bench.config import config_from_dict
     from bench.datasets.images import ImageDataset
-    from bench.train import batch_tensors, build_trainer, epoch_loader, image_transform, prepare
+    from bench.train import batch_tensors, build_trainer, image_transform, prepare, training_loader
 
     results = {}
     for mode in ("off", "default"):
@@ -210,7 +210,8 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
         trainer = build_trainer(parts)
         batch = next(parts.sampler.iter_epoch(0))
         train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
-        images, idx = next(iter(epoch_loader(cfg, train_set, [batch], 0, parts.device)))
+        first = [(0, 0, batch)]
+        images, idx = next(iter(training_loader(cfg, train_set, lambda first=first: iter(first), parts.device)))
         labels = torch.from_numpy(parts.index.labels)
         results[mode] = (trainer.step(*batch_tensors(batch, images, idx, labels, None, parts.device)), trainer.model)
     (eager_loss, eager_norm), eager = results["off"]
