@@ -84,7 +84,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16 (CUDA or CPU), fp16 (CUDA), off
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
-    deterministic: bool = True
+    deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
     checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
     compile: str = "off"  # off | default | max-autotune: torch.compile the model's forward
 

@@ -387,8 +387,12 @@ def batch_tensors(
 
 def build_trainer(parts: RunParts) -> Trainer:
     cfg, device = parts.cfg, parts.device
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # Process-wide switches, set both ways: an inline sweep runs several configs in one process.
+    # Deterministic: bit-exact reruns and resumes. Not: cuDNN benchmarks and picks the fastest kernels.
+    if cfg.train.deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS needs it
+    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not cfg.train.deterministic
     seed_everything(cfg.seed)
     model = EmbeddingNet(
         cfg.model.backbone,

@@ -89,3 +89,16 @@ def test_fp16_on_cpu_is_refused_before_any_work(tiny_synthshop: Path, tmp_path: 
     cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"amp": "fp16", "device": "cpu"}))
     with pytest.raises(ConfigError, match="train.amp=fp16 needs a CUDA device"):
         prepare(cfg, log=lambda _line: None, check_images=False)
+
+
+def test_deterministic_switch_is_set_both_ways(tiny_synthshop: Path, tmp_path: Path) -> None:
+    """Process-wide torch switches follow each run's config (an inline sweep runs several in one process)."""
+    try:
+        for deterministic in (False, True, False):
+            cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"deterministic": deterministic}))
+            build_trainer(prepare(cfg, log=lambda _line: None, check_images=False))
+            assert torch.are_deterministic_algorithms_enabled() is deterministic
+            assert torch.backends.cudnn.benchmark is not deterministic
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = False
