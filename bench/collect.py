@@ -28,9 +28,7 @@ import pandas as pd
 import yaml
 
 from bench import rundir
-
-# yaml's C loader is ~10x faster than the pure-Python one: it decides whether 1,000 configs take 0.5 s or 5 s.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from bench.config import load_yaml
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
 STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
@@ -204,7 +202,7 @@ def _read_run(
         return [], RunProblem(fallback_id, rel, "started", "no DONE marker (running, queued or interrupted)")
     try:
         metrics = json.loads((run_dir / rundir.METRICS).read_text())
-        config = yaml.load((run_dir / rundir.CONFIG).read_text(), Loader=_YAML_LOADER) or {}
+        config = load_yaml((run_dir / rundir.CONFIG).read_text()) or {}
         layers = metrics["layers"]
     except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
         return [], RunProblem(
@@ -320,7 +318,7 @@ def collect_history(run_dirs: Iterable[Path], extra_keys: Sequence[str] = ()) ->
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         try:
-            config = yaml.load((run_dir / rundir.CONFIG).read_text(), Loader=_YAML_LOADER) or {}
+            config = load_yaml((run_dir / rundir.CONFIG).read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
         try:

@@ -204,6 +204,8 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return _build(Config, copy.deepcopy(data or {}), "")
 
 
+# Based on yaml's C loader where present: ~10x faster, which decides whether collecting 1,000 run configs
+# takes 0.5 s or 5 s.
 class ConfigYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML with YAML 1.2 booleans: only true/false are booleans, so `amp: off` or `compile=off` stay strings
     (YAML 1.1 would read off/on/yes/no as booleans)."""

@@ -460,6 +460,19 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def restore_checkpoint(checkpoint: dict[str, Any], trainer: Trainer, sampler: samplers.BatchSampler) -> None:
+    """The inverse of `save_checkpoint`: model, loss, optimizer, scheduler, scaler, sampler and RNG state."""
+    trainer.model.load_state_dict(checkpoint["model"])
+    trainer.loss_fn.load_state_dict(checkpoint["loss"])
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    if trainer.scheduler is not None and checkpoint["scheduler"] is not None:
+        trainer.scheduler.load_state_dict(checkpoint["scheduler"])
+    if trainer.scaler is not None and checkpoint["scaler"] is not None:
+        trainer.scaler.load_state_dict(checkpoint["scaler"])
+    sampler.load_state_dict(checkpoint["sampler"])
+    restore_rng(checkpoint["rng"])
+
+
 def restore_rng(rng: dict[str, Any]) -> None:
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
@@ -533,26 +546,17 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     for note in parts.notes:
         log(f"note: {note}")
     trainer = build_trainer(parts)
-    model, loss_fn, optimizer = trainer.model, trainer.loss_fn, trainer.optimizer
-    scheduler, scaler = trainer.scheduler, trainer.scaler
+    model = trainer.model
 
     start_epoch, start_step = 0, 0
-    partial: dict[str, Any] = {"losses": [], "stats": [], "time_s": 0.0}
+    resumed_progress: dict[str, Any] | None = None  # the partial epoch of a mid-epoch checkpoint
     history = rundir.read_history(run_dir)
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        loss_fn.load_state_dict(checkpoint["loss"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None and checkpoint["scheduler"] is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint["scaler"] is not None:
-            scaler.load_state_dict(checkpoint["scaler"])
-        parts.sampler.load_state_dict(checkpoint["sampler"])
-        restore_rng(checkpoint["rng"])
+        restore_checkpoint(checkpoint, trainer, parts.sampler)
         start_epoch, start_step = int(checkpoint["epoch"]), int(checkpoint.get("step", 0))
         if start_step:
-            partial = checkpoint["epoch_progress"]
+            resumed_progress = checkpoint["epoch_progress"]
         log(f"resuming {run_dir.name} after epoch {start_epoch}" + (f", step {start_step}" if start_step else ""))
     # Epochs after the checkpoint were lost with the killed process: drop their history rows.
     history = [row for row in history if row.get("epoch", 0) <= start_epoch]
@@ -566,11 +570,11 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
 
     for epoch in range(start_epoch, cfg.train.epochs):
         first_step = start_step if epoch == start_epoch else 0
+        partial = resumed_progress if first_step else {"losses": [], "stats": [], "time_s": 0.0}
         if first_step == 0:
             # Whatever else draws from the global RNG (none of our losses do) replays from (seed, epoch);
             # a resumed partial epoch continues from the RNG state saved in its checkpoint instead.
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-            partial = {"losses": [], "stats": [], "time_s": 0.0}
         batches = list(parts.sampler.iter_epoch(epoch))  # the same batches the loader is loading: for tuples
         model.train()
         started = time.time() - partial["time_s"]
@@ -586,19 +590,19 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
                 where=f"epoch {epoch + 1}, step {step + 1}",
             )
             losses_seen.append(loss)
-            stats_rows.append({**loss_fn.last_stats, "grad_norm": grad_norm})
+            stats_rows.append({**trainer.loss_fn.last_stats, "grad_norm": grad_norm})
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses_seen):.4f}")
             if every_batches and (step + 1) % every_batches == 0 and step + 1 < len(batches):
                 progress_so_far = {"losses": losses_seen, "stats": stats_rows, "time_s": time.time() - started}
                 save_checkpoint(run_dir, trainer, parts.sampler, epoch=epoch, step=step + 1, epoch_progress=progress_so_far)
         bar.close()
-        if scheduler is not None:
-            scheduler.step()
+        if trainer.scheduler is not None:
+            trainer.scheduler.step()
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses_seen)) if losses_seen else None,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": trainer.optimizer.param_groups[0]["lr"],
             "time_s": round(time.time() - started, 3),
             "batches": len(batches),
             "stats": _mean_stats(stats_rows),
