@@ -465,13 +465,35 @@ def run_cell(config_data: dict[str, Any], run_dir: str | Path, runner: str = DEF
     return result
 
 
-def _route_usr1_to_submitit() -> None:
+class PreemptOnce:
+    """Runs submitit's checkpoint-and-requeue handler for the first preemption signal only.
+
+    Preemption signals arrive more than once: slurmstepd signals a step's task and its process group
+    (two deliveries milliseconds apart), and `scancel --signal` on an array task retries for about a
+    minute while SLURM answers "Job can not be altered now", delivering the signal on every try. A
+    second handler call in the middle of the first would checkpoint and `scontrol requeue` twice."""
+
+    def __init__(self, handler: Callable[[int, Any], None]) -> None:
+        self.handler = handler
+        self.fired = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.fired:
+            print(f"dmlbench: {signal.Signals(signum).name} again: already checkpointing and requeueing", file=sys.stderr)
+            return
+        self.fired = True
+        self.handler(signum, frame)
+
+
+def _route_preemption_to_submitit() -> None:
     """Inside a submitit job, make SIGUSR1 do what submitit's preemption signal (USR2) does:
-    checkpoint and requeue. Clusters and operators use either signal to announce preemption."""
+    checkpoint and requeue, once per process. Clusters and operators use either signal."""
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         handler = signal.getsignal(signal.SIGUSR2)
         if type(getattr(handler, "__self__", None)).__name__ == "SignalHandler":
-            signal.signal(signal.SIGUSR1, handler)
+            once = PreemptOnce(handler)  # type: ignore[arg-type]
+            signal.signal(signal.SIGUSR2, once)
+            signal.signal(signal.SIGUSR1, once)
 
 
 class CellJob(Checkpointable):
@@ -483,7 +505,7 @@ class CellJob(Checkpointable):
         self.runner = runner
 
     def __call__(self, config_data: dict[str, Any], run_dir: str) -> dict[str, Any]:
-        _route_usr1_to_submitit()
+        _route_preemption_to_submitit()
         return run_cell(config_data, run_dir, self.runner)
 
     def checkpoint(self, config_data: dict[str, Any], run_dir: str) -> DelayedSubmission:

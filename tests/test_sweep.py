@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from bench.datasets.base import DatasetError
 from bench.sweep import (
     CellJob,
     SweepError,
+    _route_preemption_to_submitit,
     cell_statuses,
     expand,
     load_sweep,
@@ -250,6 +252,28 @@ def test_checkpoint_resubmits_the_same_call() -> None:
     delayed = job.checkpoint({"seed": 1}, "/nonexistent/run")
     assert isinstance(delayed, DelayedSubmission)
     assert delayed.function is job and delayed.args == ({"seed": 1}, "/nonexistent/run")
+
+
+def test_repeated_preemption_signals_requeue_once() -> None:
+    """SLURM may deliver a preemption signal several times (to the task and its process group, and
+    on each of scancel's retries); checkpoint-and-requeue must run once, for USR1 or USR2."""
+    calls: list[int] = []
+
+    class SignalHandler:  # named like submitit's: only submitit's own handler is rerouted
+        def checkpoint_and_try_requeue(self, signum: int, frame: Any) -> None:
+            calls.append(signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
+    signal.signal(signal.SIGUSR2, SignalHandler().checkpoint_and_try_requeue)
+    try:
+        _route_preemption_to_submitit()
+        for sig in (signal.SIGUSR1, signal.SIGUSR1, signal.SIGUSR2):
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert calls == [signal.SIGUSR1]
 
 
 @pytest.mark.slow
