@@ -465,35 +465,44 @@ def run_cell(config_data: dict[str, Any], run_dir: str | Path, runner: str = DEF
     return result
 
 
-class PreemptOnce:
-    """Runs submitit's checkpoint-and-requeue handler for the first preemption signal only.
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
-    Preemption signals arrive more than once: slurmstepd signals a step's task and its process group
-    (two deliveries milliseconds apart), and `scancel --signal` on an array task retries for about a
-    minute while SLURM answers "Job can not be altered now", delivering the signal on every try. A
-    second handler call in the middle of the first would checkpoint and `scontrol requeue` twice."""
+
+class PreemptOnce:
+    """Runs submitit's checkpoint-and-requeue handler once, in the job's own process.
+
+    A preemption signal reaches the task's whole process group, more than once: slurmstepd signals
+    the task and its group, and `scancel --signal` retries for about a minute while SLURM answers
+    "Job can not be altered now", delivering the signal on every try. Without this guard, forked
+    DataLoader workers (which inherit the handler) would requeue the job and exit, a second call
+    would checkpoint and requeue twice, and a repeat would kill `scontrol requeue` itself."""
 
     def __init__(self, handler: Callable[[int, Any], None]) -> None:
         self.handler = handler
+        self.pid = os.getpid()
         self.fired = False
 
     def __call__(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:  # a forked DataLoader worker: the job's main process handles it
+            return
         if self.fired:
             print(f"dmlbench: {signal.Signals(signum).name} again: already checkpointing and requeueing", file=sys.stderr)
             return
         self.fired = True
+        for sig in PREEMPTION_SIGNALS:  # ignored from now on, also by `scontrol requeue` (SIG_IGN survives exec)
+            signal.signal(sig, signal.SIG_IGN)
         self.handler(signum, frame)
 
 
 def _route_preemption_to_submitit() -> None:
     """Inside a submitit job, make SIGUSR1 do what submitit's preemption signal (USR2) does:
-    checkpoint and requeue, once per process. Clusters and operators use either signal."""
+    checkpoint and requeue, once per job. Clusters and operators use either signal."""
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         handler = signal.getsignal(signal.SIGUSR2)
         if type(getattr(handler, "__self__", None)).__name__ == "SignalHandler":
             once = PreemptOnce(handler)  # type: ignore[arg-type]
-            signal.signal(signal.SIGUSR2, once)
-            signal.signal(signal.SIGUSR1, once)
+            for sig in PREEMPTION_SIGNALS:
+                signal.signal(sig, once)
 
 
 class CellJob(Checkpointable):

@@ -7,10 +7,14 @@ end-to-end test runs the real trainer on tiny synthshop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,26 +258,53 @@ def test_checkpoint_resubmits_the_same_call() -> None:
     assert delayed.function is job and delayed.args == ({"seed": 1}, "/nonexistent/run")
 
 
-def test_repeated_preemption_signals_requeue_once() -> None:
-    """SLURM may deliver a preemption signal several times (to the task and its process group, and
-    on each of scancel's retries); checkpoint-and-requeue must run once, for USR1 or USR2."""
-    calls: list[int] = []
+@contextlib.contextmanager
+def submitit_style_handler(calls: list[str]) -> Iterator[None]:
+    """Installs a stand-in for submitit's USR2 handler (the class name is what is checked) and routes
+    the preemption signals through `_route_preemption_to_submitit`, as a sweep cell does."""
 
-    class SignalHandler:  # named like submitit's: only submitit's own handler is rerouted
+    class SignalHandler:
         def checkpoint_and_try_requeue(self, signum: int, frame: Any) -> None:
-            calls.append(signum)
+            # like submitit: checkpoint, then `scontrol requeue`, a child process the signal also reaches
+            child = subprocess.run(
+                [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGUSR1); print('requeued')"],
+                capture_output=True,
+                text=True,
+            )
+            calls.append(f"{signal.Signals(signum).name}: {child.stdout.strip() or child.returncode}")
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
     signal.signal(signal.SIGUSR2, SignalHandler().checkpoint_and_try_requeue)
     try:
         _route_preemption_to_submitit()
-        for sig in (signal.SIGUSR1, signal.SIGUSR1, signal.SIGUSR2):
-            os.kill(os.getpid(), sig)
-            time.sleep(0.01)
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    assert calls == [signal.SIGUSR1]
+
+
+def test_repeated_preemption_signals_requeue_once() -> None:
+    """SLURM delivers a preemption signal several times, to the task's whole process group (and once
+    per scancel retry): checkpoint-and-requeue runs once, and the requeue command is not killed."""
+    calls: list[str] = []
+    with submitit_style_handler(calls):
+        for sig in (signal.SIGUSR1, signal.SIGUSR1, signal.SIGUSR2):
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)
+    assert calls == ["SIGUSR1: requeued"]  # without SIG_IGN inherited, the child dies of its own USR1: -10
+
+
+def test_preemption_signal_in_a_forked_worker_is_left_to_the_job() -> None:
+    """DataLoader workers are forked and inherit the handler; only the job's own process requeues."""
+    calls: list[str] = []
+    with submitit_style_handler(calls):
+        pid = os.fork()
+        if pid == 0:  # the "worker": receives the group's signal, must not run the handler
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)
+            os._exit(len(calls))
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and calls == []
 
 
 @pytest.mark.slow
