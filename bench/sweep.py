@@ -42,6 +42,7 @@ import importlib
 import itertools
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -76,7 +77,7 @@ SWEEP_KEYS = ("name", "output_dir", "base", "grid", "include", "exclude", "execu
 # Our own executor settings, consumed here and never passed to submitit.
 OWN_EXECUTOR_KEYS = ("kind", "profile", "local_parallelism", "max_array_size")
 # submitit settings taken by the AutoExecutor constructor rather than by update_parameters.
-CONSTRUCTOR_KEYS = ("slurm_max_num_timeout", "local_max_num_timeout")
+CONSTRUCTOR_KEYS = ("slurm_max_num_timeout", "local_max_num_timeout", "slurm_python")
 DEFAULT_TIMEOUT_MIN = 60  # submitit's own defaults (5 min on SLURM, 2 min locally) are too short to train
 KEY_ALIASES = {"loss": "loss.name", "sampler": "sampler.name", "dataset": "data.dataset"}
 SWEEP_FILE = "sweep.yaml"
@@ -708,9 +709,23 @@ def _record_jobs(out: Path, new: dict[str, str]) -> None:
         rundir.atomic_write_json(out / JOBS_FILE, {**read_jobs(out), **new})
 
 
+def preemption_safe_python(python: str | None = None) -> str:
+    """The command that starts a SLURM cell's Python (submitit's `python`), launched with USR1 and USR2
+    ignored. Until submitit has installed its handler, a preemption signal would kill Python at
+    startup (their default action), e.g. one of scancel's retries reaching a just-requeued cell;
+    ignored instead, the cell starts normally and submitit's handler then replaces SIG_IGN.
+
+    >>> print(preemption_safe_python("/opt/py/bin/python3"))
+    /bin/sh -c 'trap "" USR1 USR2; exec "$0" "$@"' /opt/py/bin/python3
+    """
+    return "/bin/sh -c 'trap \"\" USR1 USR2; exec \"$0\" \"$@\"' " + (python or shlex.quote(sys.executable))
+
+
 def _make_executor(sweep: Sweep, cluster: str) -> submitit.AutoExecutor:
     params = {k: v for k, v in sweep.executor.params.items() if k not in OWN_EXECUTOR_KEYS}
     ctor = {k: params.pop(k) for k in CONSTRUCTOR_KEYS if k in params}
+    if cluster == "slurm":
+        ctor["slurm_python"] = preemption_safe_python(ctor.get("slurm_python"))
     executor = submitit.AutoExecutor(folder=sweep.output_dir / SUBMITIT_DIR / "%j", cluster=cluster, **ctor)
     executor.update_parameters(name=f"dmlbench-{sweep.name}", **params)
     return executor

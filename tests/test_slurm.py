@@ -7,6 +7,7 @@ Skipped when `sinfo` is missing or the controller does not answer, unless DMLBEN
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -84,6 +85,9 @@ def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path:
     assert len(cells) == 5 and set(report.submitted) == {c.run_id for c in cells}
     assert len({j.split("_")[0] for j in report.submitted.values()}) == 1  # one job array
     assert rundir.read_json(tmp_path / "sweep" / "jobs.json") == report.submitted
+    array = next(iter(report.submitted.values())).split("_")[0]
+    script = (tmp_path / "sweep" / "submitit" / array / f"{array}_submission.sh").read_text()
+    assert 'trap "" USR1 USR2; exec' in script, script  # cells start with preemption signals ignored
 
     # preempt the 4-epoch cell once its first epoch is checkpointed
     target = next(c for c in cells if c.grid == {"seed": 0, "train.epochs": 4})
@@ -166,3 +170,32 @@ def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Pa
     status = run_cli("status", str(sweep.output_dir))
     assert status.returncode == 0, status.stderr
     assert status.stdout.strip().endswith("3 cancelled") and status.stdout.count("SLURM job CANCELLED") == 3
+
+
+def test_preemption_signal_during_startup_does_not_kill_the_cell(slurm_cluster: None, tmp_path: Path, tiny_synthshop: Path) -> None:
+    """Until submitit installs its handler, USR1's default action would kill Python: a signal in the
+    first second of a cell (a retry of scancel reaching a requeued cell, say) failed it with
+    "SLURM job FAILED". Cells start with the preemption signals ignored (`preemption_safe_python`)."""
+    from helpers import tiny_run_config
+
+    sweep = sweep_from_dict(
+        {
+            "name": "early-signal",
+            "output_dir": str(tmp_path / "sweep"),
+            "base": tiny_run_config(tiny_synthshop, tmp_path / "unused", train={"epochs": 1}),
+            "executor": {"kind": "slurm", "profile": LOCAL_PROFILE},
+        }
+    )
+    report = run_sweep(sweep)
+    task = next(iter(report.submitted.values()))
+    end = time.time() + 300
+    while True:  # signal the cell's step the moment it exists, long before Python has imported torch
+        assert time.time() < end, f"cell {task} never started"
+        job_id = subprocess.run(["squeue", "-h", "-t", "R", "-j", task, "-o", "%A"], capture_output=True, text=True).stdout.strip()
+        if job_id:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # no scancel retries into a later phase
+                if subprocess.run(["scancel", "--signal=USR1", f"{job_id}.0"], capture_output=True, timeout=3).returncode == 0:
+                    break
+        time.sleep(0.05)
+    (status,) = wait_for(sweep, report.cells, settled, timeout=300)
+    assert status.state == "done", (status.state, status.error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from bench.sweep import (
     cell_statuses,
     expand,
     load_sweep,
+    preemption_safe_python,
     run_sweep,
     sweep_from_dict,
     sweep_status,
@@ -305,6 +307,16 @@ def test_preemption_signal_in_a_forked_worker_is_left_to_the_job() -> None:
             os._exit(len(calls))
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0 and calls == []
+
+
+def test_cells_start_with_preemption_signals_ignored() -> None:
+    """SLURM cells start Python through `preemption_safe_python`: a signal that arrives before
+    submitit's handler exists is ignored instead of killing the cell."""
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGUSR1); os.kill(os.getpid(), signal.SIGUSR2); print('started')"
+    launched = subprocess.run(f"{preemption_safe_python()} -c {shlex.quote(code)}", shell=True, capture_output=True, text=True)
+    assert (launched.returncode, launched.stdout.strip()) == (0, "started"), launched.stderr
+    bare = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert bare.returncode == -signal.SIGUSR1  # what the launch line prevents
 
 
 @pytest.mark.slow
