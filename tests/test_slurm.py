@@ -68,7 +68,8 @@ def finished_files(sweep: Sweep) -> dict[Path, tuple[int, bytes]]:
 def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path: Path, tiny_synthshop: Path) -> None:
     from helpers import run_cli, tiny_run_config
 
-    base = tiny_run_config(tiny_synthshop, tmp_path / "unused", train={"epochs": 1, "lr": 1e-3})
+    # a DataLoader worker per cell: the preemption signal reaches the worker too (same process group)
+    base = tiny_run_config(tiny_synthshop, tmp_path / "unused", train={"epochs": 1, "lr": 1e-3, "num_workers": 1})
     missing = tmp_path / "no-such-dataset"
     sweep = sweep_from_dict(
         {
