@@ -86,7 +86,7 @@ class TrainConfig:
     num_workers: int = 0
     deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
     checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
-    compile: str = "off"  # off | default | max-autotune: torch.compile the model's forward
+    compile: str = "off"  # off | default | reduce-overhead | max-autotune: torch.compile the model's forward
 
 
 @dataclass

@@ -715,8 +715,8 @@ def preemption_safe_python(python: str | None = None) -> str:
     startup (their default action), e.g. one of scancel's retries reaching a just-requeued cell;
     ignored instead, the cell starts normally and submitit's handler then replaces SIG_IGN.
 
-    >>> print(preemption_safe_python("/opt/py/bin/python3"))
-    /bin/sh -c 'trap "" USR1 USR2; exec "$0" "$@"' /opt/py/bin/python3
+    >>> print(preemption_safe_python("venv/bin/python"))
+    /bin/sh -c 'trap "" USR1 USR2; exec "$0" "$@"' venv/bin/python
     """
     return "/bin/sh -c 'trap \"\" USR1 USR2; exec \"$0\" \"$@\"' " + (python or shlex.quote(sys.executable))
 
