@@ -1,4 +1,4 @@
-"""The loss registry: one module per loss family, all called the same way (see `losses.base`).
+"""The loss registry: one module per loss family, all called the same way (see `dmlbench.losses.base`).
 
 >>> loss = build("bdl")
 >>> isinstance(loss, MetricLoss)
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.registry import Registry
-from losses.base import MetricLoss
+from dmlbench.losses.base import MetricLoss
+from dmlbench.registry import Registry
 
 LOSSES: Registry[type[MetricLoss]] = Registry("loss")
 register = LOSSES.register
@@ -28,4 +28,4 @@ def build(name: str, **params: Any) -> MetricLoss:
 __all__ = ["LOSSES", "MetricLoss", "build", "register"]
 
 # Loss families (each module registers its losses on import). Kept last: they import `register` above.
-from losses import attribute, binomial, contrastive, multi_similarity, pml, triplet  # noqa: E402, F401
+from dmlbench.losses import attribute, binomial, contrastive, multi_similarity, pml, triplet  # noqa: E402, F401

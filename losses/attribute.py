@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import attribute_bce, require_attributes
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import attribute_bce, require_attributes
 
 
 @register("bce-attr")

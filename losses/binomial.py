@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import (
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import (
     attribute_bce,
     check_tuples,
     cosine_matrix,

@@ -1,6 +1,6 @@
 """Pure helpers shared by the loss modules: cosine matrices, pair masks, cheap stats, input checks.
 
-Two batch layouts exist (see `samplers.base.Batch`): *pairs* (every same-label pair is positive,
+Two batch layouts exist (see `dmlbench.samplers.base.Batch`): *pairs* (every same-label pair is positive,
 every different-label pair negative) and *tuples* (image-wise sampling: only the 2T pairs of the
 T predefined (anchor, positive, negative) triplets count; SGML Fig. 6a).
 """

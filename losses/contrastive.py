@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import (
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import (
     check_distance_options,
     check_tuples,
     cosine_matrix,
@@ -25,7 +25,7 @@ from losses.common import (
     tuple_similarities,
     tuple_sums,
 )
-from losses.triplet import Distance, Reduction
+from dmlbench.losses.triplet import Distance, Reduction
 
 
 @register("contrastive")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import cosine_matrix, label_masks, pair_similarity_sums, stats_from_sums
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import cosine_matrix, label_masks, pair_similarity_sums, stats_from_sums
 
 
 def log1p_sum_exp(x: torch.Tensor, mask: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:

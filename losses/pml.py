@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances, losses, miners, reducers
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import (
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import (
     check_distance_options,
     check_tuples,
     pair_similarity_sums,
@@ -22,7 +22,7 @@ from losses.common import (
     tuple_similarities,
     tuple_sums,
 )
-from losses.triplet import Distance, Reduction
+from dmlbench.losses.triplet import Distance, Reduction
 
 
 def pml_distance(distance: str) -> distances.BaseDistance:

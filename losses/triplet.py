@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import (
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import (
     check_distance_options,
     check_tuples,
     distance_from_cosine,

@@ -1,4 +1,4 @@
-"""The sampler registry: how training batches are drawn (see `samplers.base`)."""
+"""The sampler registry: how training batches are drawn (see `dmlbench.samplers.base`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.registry import Registry
-from samplers.base import Batch, BatchSampler
+from dmlbench.registry import Registry
+from dmlbench.samplers.base import Batch, BatchSampler
 
 SAMPLERS: Registry[type[BatchSampler]] = Registry("sampler")
 register = SAMPLERS.register
@@ -29,4 +29,4 @@ def build(
 __all__ = ["SAMPLERS", "Batch", "BatchSampler", "build", "register"]
 
 # Importing the modules registers their samplers (after SAMPLERS exists: they import it from here).
-from samplers import batch_wise, category_balanced, image_wise  # noqa: E402, F401
+from dmlbench.samplers import batch_wise, category_balanced, image_wise  # noqa: E402, F401

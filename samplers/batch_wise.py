@@ -5,7 +5,7 @@ number of classes). A permutation's last, partial group is completed with other 
 the classes of a batch are always distinct and every class appears at least once per pass.
 
 Images: K distinct images of each class, cycling through the class before repeating an image
-(see `samplers.planned.pick_images`). Classes with fewer than K images (In-Shop has many with 2-3,
+(see `dmlbench.samplers.planned.pick_images`). Classes with fewer than K images (In-Shop has many with 2-3,
 and singletons) follow ``small_class_policy``; no class is ever dropped:
 
 - ``"replace"`` (default): the class still fills K slots, repeating its images (each appears at
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from samplers import register
-from samplers.planned import (
+from dmlbench.samplers import register
+from dmlbench.samplers.planned import (
     EpochPlan,
     PlannedSampler,
     ceil_div,

@@ -4,7 +4,7 @@ Each batch first picks ``categories_per_batch`` categories (In-Shop clothing typ
 synthshop category), with probability proportional to their number of images, then splits its
 ``classes_per_batch`` classes between them as evenly as their sizes allow, then takes
 ``images_per_class`` images per class under the same ``small_class_policy`` as batch-wise sampling
-(see `samplers.batch_wise`). Negatives in a batch therefore share the anchor's category or one of
+(see `dmlbench.samplers.batch_wise`). Negatives in a batch therefore share the anchor's category or one of
 very few others, so they are semantically close. Within a category, classes are taken in a
 per-epoch random cycle, so the epoch covers a category's classes before repeating one.
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import ConfigError
-from samplers import register
-from samplers.planned import (
+from dmlbench.config import ConfigError
+from dmlbench.samplers import register
+from dmlbench.samplers.planned import (
     EpochPlan,
     PlannedSampler,
     ceil_div,

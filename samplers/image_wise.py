@@ -18,9 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import ConfigError
-from samplers import register
-from samplers.planned import EpochPlan, PlannedSampler, ceil_div, check_positive_int, fraction_seen, read_only
+from dmlbench.config import ConfigError
+from dmlbench.samplers import register
+from dmlbench.samplers.planned import (
+    EpochPlan,
+    PlannedSampler,
+    ceil_div,
+    check_positive_int,
+    fraction_seen,
+    read_only,
+)
 
 
 @register("image-wise")

@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from bench.config import ConfigError
-from bench.registry import closest
-from samplers.base import Batch, BatchSampler
+from dmlbench.config import ConfigError
+from dmlbench.registry import closest
+from dmlbench.samplers.base import Batch, BatchSampler
 
 SmallClassPolicy = Literal["replace", "take-all"]
 SMALL_CLASS_POLICIES: tuple[str, ...] = ("replace", "take-all")

@@ -21,7 +21,7 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 @pytest.fixture(scope="session")
 def tiny_synthshop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bench.datasets.synthshop import generate_synthshop
+    from dmlbench.data.synthshop import generate_synthshop
 
     out = tmp_path_factory.mktemp("data") / "synthshop-tiny"
     generate_synthshop(out, "tiny", seed=0, progress=False)

@@ -1,4 +1,4 @@
-"""Build results trees with known numbers, through the real run-folder contract (bench.rundir, bench.config).
+"""Build results trees with known numbers, through the real run-folder contract (dmlbench.rundir, dmlbench.config).
 
 Shared by test_collect.py, test_tables.py, test_compare.py and the collect benchmark. The numbers are
 *inputs* chosen by the tests, so every table value and CI can be checked against an independent computation.
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import rundir
-from bench.config import apply_overrides, config_from_dict, dump_config, run_id
+from dmlbench import rundir
+from dmlbench.config import apply_overrides, config_from_dict, dump_config, run_id
 
 
 def write_run(

@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 from synthetic_runs import recall_metrics, write_run
 
-from bench import rundir
-from bench.collect import collect, collect_history, find_run_dirs, load_frame, save_frame, split_metric
-from bench.report import add_collect_parser, write_report
+from dmlbench import rundir
+from dmlbench.results.collect import (
+    collect,
+    collect_history,
+    find_run_dirs,
+    load_frame,
+    save_frame,
+    split_metric,
+)
+from dmlbench.results.report import add_collect_parser, write_report
 
 R1 = {"bdl": [0.50, 0.52, 0.57], "sbdl": [0.61, 0.60, 0.65]}
 

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from synthetic_runs import recall_metrics, write_run
 
-from bench.collect import collect, load_frame, save_frame
-from bench.compare import add_compare_parser, compare_frames, welch_interval
+from dmlbench.results.collect import collect, load_frame, save_frame
+from dmlbench.results.compare import add_compare_parser, compare_frames, welch_interval
 
 
 def make_sweep(

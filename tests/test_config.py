@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.config import (
+from dmlbench.config import (
     Config,
     ConfigError,
     apply_overrides,

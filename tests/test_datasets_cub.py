@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fixtures_datasets import SHARED_DATA, make_cub
 
-from bench.datasets import DatasetError
-from bench.datasets.cub import load_cub
-from bench.datasets.images import ImageDataset, build_transform, check_images_or_raise
-from bench.datasets.splits import split_summary
+from dmlbench.data import DatasetError
+from dmlbench.data.cub import load_cub
+from dmlbench.data.images import ImageDataset, build_transform, check_images_or_raise
+from dmlbench.data.splits import split_summary
 
 REAL = SHARED_DATA / "cub_200_2011_subset"
 

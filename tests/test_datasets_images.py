@@ -11,9 +11,9 @@ import torch
 from fixtures_datasets import SHARED_DATA, write_image, write_truncated_jpeg
 from PIL import Image
 
-import bench.datasets.images as images_module
-from bench.datasets import DatasetError
-from bench.datasets.images import (
+import dmlbench.data.images as images_module
+from dmlbench.data import DatasetError
+from dmlbench.data.images import (
     ImageDataset,
     build_transform,
     cache_dir,
@@ -22,7 +22,7 @@ from bench.datasets.images import (
     scan_cache_path,
     scan_images,
 )
-from bench.datasets.splits import build_index
+from dmlbench.data.splits import build_index
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK", "P", "RGBA", "LA", "1"])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fixtures_datasets import INSHOP_ATTRIBUTE_NAMES, SHARED_DATA, make_inshop
 
-from bench.datasets import DATASETS, DatasetError
-from bench.datasets.images import ImageDataset, build_transform, check_images_or_raise
-from bench.datasets.inshop import load_inshop
-from bench.datasets.splits import split_summary
+from dmlbench.data import DATASETS, DatasetError
+from dmlbench.data.images import ImageDataset, build_transform, check_images_or_raise
+from dmlbench.data.inshop import load_inshop
+from dmlbench.data.splits import split_summary
 
 REAL = SHARED_DATA / "inshop"
 
@@ -182,7 +182,7 @@ def test_real_full_partition_with_a_changed_split_is_rejected(tmp_path: Path) ->
 def test_real_attribute_names(tmp_path: Path) -> None:
     if not (REAL / "list_attr_cloth.txt").is_file():
         pytest.skip(f"real In-Shop sample files not present under {REAL}")
-    from bench.datasets.inshop import read_attribute_names
+    from dmlbench.data.inshop import read_attribute_names
 
     (tmp_path / "Anno").mkdir()
     shutil.copy(REAL / "list_attr_cloth.txt", tmp_path / "Anno" / "list_attr_cloth.txt")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fixtures_datasets import SHARED_DATA, SOP_SUPER, make_sop
 
-from bench.datasets import DatasetError
-from bench.datasets.sop import load_sop
-from bench.datasets.splits import split_summary
+from dmlbench.data import DatasetError
+from dmlbench.data.sop import load_sop
+from dmlbench.data.splits import split_summary
 
 REAL = SHARED_DATA / "sop"
 

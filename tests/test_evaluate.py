@@ -11,8 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.bench_eval import clustered_embeddings, run_bench
-from bench.evaluate import (
+from dmlbench.evaluate import (
     count_relevant,
     evaluate_layers,
     faiss_available,
@@ -20,6 +19,7 @@ from bench.evaluate import (
     resolve_backend,
     retrieval_metrics,
 )
+from dmlbench.perf.bench_eval import clustered_embeddings, run_bench
 
 CPU_BACKENDS = ["torch"] + (["faiss-cpu"] if faiss_available() else [])
 SMALL_CHUNK = 4 * 20 * 60  # ~20 query rows per chunk for galleries of ~60: a few chunk boundaries
@@ -327,9 +327,9 @@ def test_auto_backend_is_torch_without_gpu():
 
 
 def test_bench_eval_cli_reports_floor_ratio_and_memory(tmp_path, capsys):
-    from bench.cli import main
+    from dmlbench.cli import main
 
-    out = tmp_path / "bench.json"
+    out = tmp_path / "dmlbench.json"
     assert main(["bench-eval", "--n", "400", "--dim", "16", "--classes", "20", "--backend", "torch", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["floor_ratio"] == pytest.approx(report["eval_s"] / report["gemm_floor_s"])

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import losses
-from losses import LOSSES, build
+from dmlbench import losses
+from dmlbench.losses import LOSSES, build
 
 R = 1 / math.sqrt(2)  # cosine of 45 degrees
 
@@ -283,7 +283,7 @@ PML_WRAPPERS = ["contrastive-pml", "triplet-pml", "batch-hard-pml", "multi-simil
 
 
 def test_every_registered_builtin_loss_is_tested() -> None:
-    builtin = [n for n in LOSSES.names() if LOSSES.get(n).__module__.startswith("losses.")]
+    builtin = [n for n in LOSSES.names() if LOSSES.get(n).__module__.startswith("dmlbench.losses.")]
     assert sorted(builtin) == sorted(OUR_LOSSES + PML_WRAPPERS)
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.config import load_config
-from bench.timing import FLOOR_NAME, format_table, make_inputs, time_losses
-from losses import LOSSES, build
-from losses.compat import compatibility_error
+from dmlbench.cli import main
+from dmlbench.config import load_config
+from dmlbench.losses import LOSSES, build
+from dmlbench.perf.time_losses import FLOOR_NAME, format_table, make_inputs, time_losses
+from dmlbench.validation.compat import compatibility_error
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).resolve().parent / "plugins"

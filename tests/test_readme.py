@@ -8,9 +8,9 @@ import pytest
 import yaml
 from helpers import REPO
 
-from bench.config import config_from_dict
-from bench.sweep import expand, sweep_from_dict
-from bench.train import check_names
+from dmlbench.config import config_from_dict
+from dmlbench.sweep import expand, sweep_from_dict
+from dmlbench.train import check_names
 
 BLOCKS = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
 

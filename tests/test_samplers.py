@@ -13,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-import losses
-import samplers
-from bench.config import ConfigError, apply_overrides, config_from_dict
-from losses.compat import compatibility_error
-from samplers import SAMPLERS
-from samplers.category_balanced import split_evenly
+from dmlbench import losses, samplers
+from dmlbench.config import ConfigError, apply_overrides, config_from_dict
+from dmlbench.samplers import SAMPLERS
+from dmlbench.samplers.category_balanced import split_evenly
+from dmlbench.validation.compat import compatibility_error
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 INSHOP_PARTITION = DATA / "inshop" / "list_eval_partition.RECONSTRUCTED.txt"
@@ -321,7 +320,7 @@ def test_bad_parameters_fail_with_clear_messages() -> None:
 
 
 def test_incompatible_loss_and_sampler_fail_at_config_time() -> None:
-    # The trainer's one check (losses.compat) reads the sampler's layout and the loss's flags.
+    # The trainer's one check (dmlbench.validation.compat) reads the sampler's layout and the loss's flags.
     layouts = {name: SAMPLERS.get(name).layout for name in SAMPLERS.names()}
     assert layouts == {"batch-wise": "pairs", "category-balanced": "pairs", "image-wise": "tuples"}
     assert "cannot use the image-wise" in compatibility_error("multi-similarity", layouts["image-wise"], 0)

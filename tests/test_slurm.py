@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from bench import rundir
-from bench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_sweep, sweep_from_dict
+from dmlbench import rundir
+from dmlbench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_sweep, sweep_from_dict
 
 pytestmark = pytest.mark.slurm
 
@@ -123,7 +123,7 @@ def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path:
     assert by_id[bad].error is not None and str(missing) in by_id[bad].error
 
     log = (folder / rundir.LOG).read_text()
-    # one signal, one requeue (bench.sweep.PreemptOnce ignores repeats inside one job)
+    # one signal, one requeue (dmlbench.sweep.PreemptOnce ignores repeats inside one job)
     assert log.count("requeueing") == 1 and "(restart 1)" in log and "(restart 2)" not in log, log
     assert "resuming" in log and "after epoch" in log, log  # the trainer resumed from its checkpoint
     assert [row["epoch"] for row in rundir.read_history(folder)] == [1, 2, 3, 4]

@@ -23,10 +23,10 @@ import pytest
 import yaml
 from submitit.helpers import DelayedSubmission
 
-from bench import rundir
-from bench.config import Config, dump_config, run_id
-from bench.datasets.base import DatasetError
-from bench.sweep import (
+from dmlbench import rundir
+from dmlbench.config import Config, dump_config, run_id
+from dmlbench.data.base import DatasetError
+from dmlbench.sweep import (
     CellJob,
     SweepError,
     _route_preemption_to_submitit,

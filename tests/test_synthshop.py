@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main as cli_main
-from bench.datasets import DATASETS, DatasetError
-from bench.datasets.synthshop import (
+from dmlbench.cli import main as cli_main
+from dmlbench.data import DATASETS, DatasetError
+from dmlbench.data.synthshop import (
     CATEGORIES,
     COLOURS,
     MANIFEST,
@@ -173,7 +173,7 @@ def test_task_is_learnable_but_not_trivial(tiny: Path) -> None:
 
 
 def test_inshop_loader_reads_it(tiny: Path) -> None:
-    pytest.importorskip("bench.datasets.inshop", reason="the In-Shop loader (bench/datasets/inshop.py) is not written yet")
+    pytest.importorskip("dmlbench.data.inshop", reason="the In-Shop loader (bench/datasets/inshop.py) is not written yet")
     index = DATASETS.get("synthshop")(tiny)
     assert index.name == "synthshop" and index.protocol == "query-gallery"
     assert len(index) == 288

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from synthetic_runs import recall_metrics, write_run
 
-from bench.collect import collect
-from bench.tables import (
+from dmlbench.results.collect import collect
+from dmlbench.results.tables import (
     TableSpec,
     TableSpecError,
     build_table,

@@ -61,7 +61,7 @@ def _kill_when(cmd_cfg: Path, output_dir: Path, ready: Callable[[Path], bool]) -
     """Start `dmlbench train`, SIGKILL it as soon as `ready(run_dir)` holds; return the run folder."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "train", str(cmd_cfg), "--quiet"],
+        [sys.executable, "-m", "dmlbench", "train", str(cmd_cfg), "--quiet"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     run_dir = None
@@ -199,9 +199,9 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
     checkpoints resume with or without compile)."""
     import torch
 
-    from bench.config import config_from_dict
-    from bench.datasets.images import ImageDataset
-    from bench.train import batch_tensors, build_trainer, image_transform, prepare, training_loader
+    from dmlbench.config import config_from_dict
+    from dmlbench.data.images import ImageDataset
+    from dmlbench.train import batch_tensors, build_trainer, image_transform, prepare, training_loader
 
     results = {}
     for mode in ("off", "default"):

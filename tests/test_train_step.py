@@ -9,8 +9,8 @@ import torch
 from helpers import tiny_run_config
 from torch import nn
 
-from bench.config import config_from_dict
-from bench.train import build_trainer, prepare
+from dmlbench.config import config_from_dict
+from dmlbench.train import build_trainer, prepare
 
 
 def _bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -50,8 +50,8 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_affine_parameters(tiny_synthsh
 
 
 def test_augmentation_depends_only_on_the_item_seed(tiny_synthshop: Path, tmp_path: Path) -> None:
-    from bench.datasets.images import ImageDataset
-    from bench.train import SeededViews, augmentation_seeds, image_transform
+    from dmlbench.data.images import ImageDataset
+    from dmlbench.train import SeededViews, augmentation_seeds, image_transform
 
     cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path))
     parts = prepare(cfg, log=lambda _line: None, check_images=False)
@@ -84,7 +84,7 @@ def test_bf16_autocast_runs_the_amp_path_on_cpu(tiny_synthshop: Path, tmp_path: 
 
 
 def test_fp16_on_cpu_is_refused_before_any_work(tiny_synthshop: Path, tmp_path: Path) -> None:
-    from bench.config import ConfigError
+    from dmlbench.config import ConfigError
 
     cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"amp": "fp16", "device": "cpu"}))
     with pytest.raises(ConfigError, match="train.amp=fp16 needs a CUDA device"):

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the synt
 
 from synthetic_runs import recall_metrics, write_run  # noqa: E402
 
-from bench.collect import collect  # noqa: E402
+from dmlbench.results.collect import collect  # noqa: E402
 
 N_RUNS = 1000
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.bench_eval import (
+from dmlbench.evaluate import TorchKnn, retrieval_metrics
+from dmlbench.perf.bench_eval import (
     GIB,
     clustered_embeddings,
     current_rss_bytes,
@@ -20,7 +21,6 @@ from bench.bench_eval import (
     peak_rss_bytes,
     time_pml,
 )
-from bench.evaluate import TorchKnn, retrieval_metrics
 
 
 def _timed_eval(benchmark, n: int, dim: int, device: str, rounds: int) -> tuple[int, int, int]:

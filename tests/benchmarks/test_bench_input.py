@@ -18,9 +18,9 @@ import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.datasets.images import IMAGENET_NORMALIZATION, ImageDataset, build_transform, scan_images
-from bench.datasets.synthshop import load_synthshop
-from bench.train import SeededViews, augmentation_seeds
+from dmlbench.data.images import IMAGENET_NORMALIZATION, ImageDataset, build_transform, scan_images
+from dmlbench.data.synthshop import load_synthshop
+from dmlbench.train import SeededViews, augmentation_seeds
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int = 5) -> float:

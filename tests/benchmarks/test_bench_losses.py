@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench.timing import gemm_floor_step, loss_step, make_inputs
-from losses import LOSSES
+from dmlbench.losses import LOSSES
+from dmlbench.perf.time_losses import gemm_floor_step, loss_step, make_inputs
 
 SHAPES = [(512, 512), (256, 128)]
-BUILTIN = [n for n in LOSSES.names() if LOSSES.get(n).__module__.startswith("losses.")]
+BUILTIN = [n for n in LOSSES.names() if LOSSES.get(n).__module__.startswith("dmlbench.losses.")]
 
 
 @pytest.mark.parametrize(("batch", "dim"), SHAPES)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-import samplers
+from dmlbench import samplers
 
 SOP_TRAIN_IMAGES, SOP_TRAIN_CLASSES, SOP_SUPER_CLASSES = 59_551, 11_318, 12
 MIN_SAMPLES_PER_S = 100_000

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bench import rundir
-from bench.sweep import expand, run_sweep, sweep_from_dict, sweep_status
+from dmlbench import rundir
+from dmlbench.sweep import expand, run_sweep, sweep_from_dict, sweep_status
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import cosine_matrix, label_masks
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import cosine_matrix, label_masks
 
 
 @register("cosine-margin")

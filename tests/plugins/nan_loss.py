@@ -2,9 +2,9 @@
 
 import torch
 
-from losses import register
-from losses.base import MetricLoss
-from losses.common import cosine_matrix
+from dmlbench.losses import register
+from dmlbench.losses.base import MetricLoss
+from dmlbench.losses.common import cosine_matrix
 
 
 @register("nan-after")

@@ -1,0 +1,264 @@
+"""`dmlbench time-losses`: forward+backward time of each loss against the matrix-multiply floor.
+
+The **GEMM floor** of a (batch B, dim D) shape is the median time of ``S = E @ E.T`` forward plus its
+backward ``S.backward(G)`` (one B x D x B GEMM forward, two in backward), measured in the same process
+on the same inputs: the least any loss over the full similarity matrix must spend. Each loss is timed
+forward + backward on un-normalised random embeddings (B/4 classes x 4 images, the batch-wise
+layout; losses that need predefined triplets get B/3 image-wise triplets) with random attribute
+logits/targets (K = 32) for losses that need attributes. Medians over ``--repeats`` after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tabulate import tabulate
+
+from dmlbench.losses import LOSSES, build
+
+DEFAULT_BATCHES = (128, 256, 512, 1024)
+DEFAULT_DIMS = (128, 512)
+FLOOR_NAME = "gemm-floor"
+
+
+@dataclass(frozen=True)
+class TimingRow:
+    loss: str
+    batch: int
+    dim: int
+    median_ms: float
+    floor_ms: float
+
+    @property
+    def floor_multiple(self) -> float:
+        return self.median_ms / self.floor_ms if self.floor_ms > 0 else float("nan")
+
+
+@dataclass
+class LossInputs:
+    embeddings: torch.Tensor  # (B, D) leaf, requires grad
+    labels: torch.Tensor
+    attr_logits: torch.Tensor  # (B, K) leaf, requires grad
+    attr_targets: torch.Tensor
+    tuples: torch.Tensor | None
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"128,256"`` -> ``[128, 256]``.
+
+    >>> parse_int_list("128, 512")
+    [128, 512]
+    """
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def make_inputs(
+    batch: int,
+    dim: int,
+    *,
+    image_wise: bool,
+    num_attributes: int = 32,
+    device: str = "cpu",
+    seed: int = 0,
+) -> LossInputs:
+    """Random inputs of one shape: P x K batch-wise labels (K = 4), or B // 3 image-wise triplets.
+
+    >>> x = make_inputs(7, 3, image_wise=True)
+    >>> x.tuples.tolist(), x.labels.tolist()
+    ([[0, 2, 4], [1, 3, 5]], [0, 1, 0, 1, 2, 3, 4])
+    """
+    gen = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(batch, dim, generator=gen).to(device).requires_grad_()
+    attr_logits = torch.randn(batch, num_attributes, generator=gen).to(device).requires_grad_()
+    attr_targets = (torch.rand(batch, num_attributes, generator=gen) < 0.3).float().to(device)
+    tuples = None
+    if image_wise:
+        # Anchors [0, T), positives [T, 2T), negatives [2T, 3T); leftover images are unused.
+        count = batch // 3
+        ids = torch.arange(count)
+        tuples = torch.stack([ids, ids + count, ids + 2 * count], dim=1).to(device)
+        labels = torch.cat([ids, ids, torch.arange(count, batch - count)])
+    else:
+        labels = torch.arange(batch) // 4
+    return LossInputs(embeddings, labels.to(device), attr_logits, attr_targets, tuples)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_ms(step: Callable[[], None], *, repeats: int, warmup: int, device: str) -> list[float]:
+    """Wall times (ms) of `repeats` calls of `step` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    gc.collect()
+    samples = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def gemm_floor_step(inputs: LossInputs, grad_out: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        inputs.embeddings.grad = None
+        (inputs.embeddings @ inputs.embeddings.T).backward(grad_out)
+
+    return step
+
+
+def loss_step(name: str, inputs: LossInputs) -> Callable[[], None]:
+    loss_fn = build(name).to(inputs.embeddings.device)
+    use_attrs = loss_fn.needs_attributes
+
+    def step() -> None:
+        inputs.embeddings.grad = None
+        inputs.attr_logits.grad = None
+        loss = loss_fn(
+            inputs.embeddings,
+            inputs.labels,
+            tuples=inputs.tuples,
+            attr_logits=inputs.attr_logits if use_attrs else None,
+            attr_targets=inputs.attr_targets if use_attrs else None,
+        )
+        loss.backward()
+
+    return step
+
+
+def time_losses(
+    names: Sequence[str],
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    dims: Sequence[int] = DEFAULT_DIMS,
+    *,
+    device: str = "cpu",
+    repeats: int = 10,
+    warmup: int = 3,
+    num_attributes: int = 32,
+    seed: int = 0,
+    on_error: Callable[[str, Exception], None] | None = None,
+) -> list[TimingRow]:
+    """One row per (shape, loss), plus a ``gemm-floor`` row per shape.
+
+    The floor is sampled before and after the shape's losses and the pooled median is used, so a
+    drift in machine load during the run shows less in the multiples.
+    """
+    rows: list[TimingRow] = []
+    for batch in batches:
+        for dim in dims:
+            pairs = make_inputs(
+                batch, dim, image_wise=False, num_attributes=num_attributes, device=device, seed=seed
+            )
+            tuples = make_inputs(
+                batch, dim, image_wise=True, num_attributes=num_attributes, device=device, seed=seed
+            )
+            grad_out = torch.randn(batch, batch, generator=torch.Generator().manual_seed(seed)).to(device)
+            floor_step = gemm_floor_step(pairs, grad_out)
+            floor_samples = median_ms(floor_step, repeats=repeats, warmup=warmup, device=device)
+            loss_times: list[tuple[str, float]] = []
+            for name in names:
+                inputs = tuples if LOSSES.get(name).requires_tuples else pairs
+                try:
+                    samples = median_ms(
+                        loss_step(name, inputs), repeats=repeats, warmup=warmup, device=device
+                    )
+                except Exception as err:  # one broken (e.g. plugin) loss must not sink the whole table
+                    if on_error is None:
+                        raise
+                    on_error(name, err)
+                    continue
+                loss_times.append((name, statistics.median(samples)))
+            floor_samples += median_ms(floor_step, repeats=repeats, warmup=0, device=device)
+            floor = statistics.median(floor_samples)
+            rows.append(TimingRow(FLOOR_NAME, batch, dim, floor, floor))
+            rows.extend(TimingRow(name, batch, dim, ms, floor) for name, ms in loss_times)
+    return rows
+
+
+def format_table(rows: Sequence[TimingRow], tablefmt: str = "github") -> str:
+    table = [(r.loss, r.batch, r.dim, f"{r.median_ms:.2f}", f"{r.floor_multiple:.2f}") for r in rows]
+    return tabulate(table, headers=["loss", "batch", "dim", "median ms", "x GEMM floor"], tablefmt=tablefmt)
+
+
+def select_losses(patterns: str | None) -> list[str]:
+    """Registered losses, optionally filtered by a comma-separated list of exact names."""
+    if not patterns:
+        return LOSSES.names()
+    names = [p.strip() for p in patterns.split(",") if p.strip()]
+    for name in names:
+        LOSSES.get(name)  # raises KeyError naming the closest registered loss
+    return names
+
+
+def run_time_losses(args: argparse.Namespace) -> int:
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        names = select_losses(args.losses)
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 2
+    failures: list[str] = []
+
+    def report(name: str, err: Exception) -> None:
+        failures.append(name)
+        print(f"warning: loss '{name}' failed and is left out: {type(err).__name__}: {err}", file=sys.stderr)
+
+    rows = time_losses(
+        names,
+        args.batch,
+        args.dim,
+        device=args.device,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        num_attributes=args.attributes,
+        seed=args.seed,
+        on_error=report,
+    )
+    print(
+        f"forward+backward, median of {args.repeats} on {args.device} ({torch.get_num_threads()} threads); "
+        f"{FLOOR_NAME} = E @ E.T forward + backward (3 GEMMs)"
+    )
+    print(format_table(rows))
+    return 1 if failures else 0
+
+
+def add_time_losses_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "time-losses",
+        help="time every loss (forward+backward) against the matrix-multiply floor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--batch", type=parse_int_list, default=list(DEFAULT_BATCHES), help="e.g. 128,256,512,1024"
+    )
+    parser.add_argument("--dim", type=parse_int_list, default=list(DEFAULT_DIMS), help="e.g. 128,512")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    parser.add_argument("--losses", default=None, help="comma-separated loss names (default: all registered)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per loss and shape (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
+    parser.add_argument("--attributes", type=int, default=32, help="K for losses that need attributes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run_time_losses)

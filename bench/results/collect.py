@@ -1,0 +1,356 @@
+"""Run folders -> one long-format results table (one row per run x layer x metric x K).
+
+A run folder is any directory holding ``config.yaml`` (see bench/rundir.py). Only *finished* runs
+(``DONE`` marker and a readable ``metrics.json``) become rows; failed, unfinished and broken runs are
+listed separately so they can never be mixed into a table.
+
+Columns of the long frame (`LONG_COLUMNS` first, then every config key as a dotted column):
+run_id, sweep, name, dataset, protocol, epoch, seed, layer, metric, k, value, num_queries,
+excluded_queries, path, <grid keys and standard keys such as loss.name, sampler.name, data.dataset>.
+A column whose name contains a dot is a config key: that is how tables and `compare` know which
+columns describe *what was run* (as opposed to what was measured).
+
+>>> split_metric("recall@10"), split_metric("map@r"), split_metric("r_precision")
+(('recall', 10), ('map_r', None), ('r_precision', None))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from dmlbench import rundir
+from dmlbench.config import load_yaml
+
+# Config keys every run gets as columns, whether or not it is part of a sweep.
+STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
+# Per-layer entries of metrics.json that are counts, not metrics: kept as columns of every row.
+COUNT_KEYS: tuple[str, ...] = ("num_queries", "excluded_queries")
+LONG_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "sweep",
+    "name",
+    "dataset",
+    "protocol",
+    "epoch",
+    "seed",
+    "layer",
+    "metric",
+    "k",
+    "value",
+    "num_queries",
+    "excluded_queries",
+    "path",
+)
+EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
+# Folders that never hold run folders: skipping them keeps the walk fast on big sweep trees.
+_SKIP_DIRS = frozenset({"submitit", "__pycache__", "report", ".git"})
+
+
+def split_metric(key: str) -> tuple[str, int | None]:
+    """`recall@10` -> ("recall", 10); `map@r` -> ("map_r", None); `r_precision` -> ("r_precision", None)."""
+    name, sep, suffix = key.partition("@")
+    if not sep:
+        return key, None
+    if suffix.isdigit():
+        return name, int(suffix)
+    return f"{name}_{suffix}", None
+
+
+def metric_key(metric: str, k: int | None) -> str:
+    """Inverse of `split_metric` for display: ("recall", 1) -> "recall@1", ("map_r", None) -> "map@r".
+
+    >>> metric_key("recall", 1), metric_key("map_r", None), metric_key("r_precision", None)
+    ('recall@1', 'map@r', 'r_precision')
+    """
+    if k is not None and not (isinstance(k, float) and math.isnan(k)) and k is not pd.NA:
+        return f"{metric}@{int(k)}"
+    if metric == "map_r":
+        return "map@r"
+    return metric
+
+
+def is_config_key(column: str) -> bool:
+    """Columns that describe the run's configuration (grid keys) rather than a measurement.
+
+    >>> is_config_key("loss.params.alpha"), is_config_key("value")
+    (True, False)
+    """
+    return "." in column
+
+
+def canonical_value(value: Any) -> Any:
+    """Grid values as hashable scalars: lists/dicts become sorted JSON, None stays missing.
+
+    >>> canonical_value([1, 2]), canonical_value({"b": 1, "a": 2}), canonical_value(0.5)
+    ('[1, 2]', '{"a": 2, "b": 1}', 0.5)
+    """
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _normalise_grid_key(key: str) -> str:
+    # `loss=sbdl` is the CLI shorthand for `loss.name=sbdl` (dmlbench.config.parse_override).
+    return f"{key}.name" if key in ("loss", "sampler") else key
+
+
+def get_dotted(data: dict[str, Any], key: str) -> Any:
+    """`get_dotted({"a": {"b": 1}}, "a.b")` -> 1; missing -> None.
+
+    >>> get_dotted({"loss": {"params": {"alpha": 2}}}, "loss.params.alpha"), get_dotted({}, "x.y")
+    (2, None)
+    """
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True)
+class RunProblem:
+    """A run folder that is not (or not properly) finished; listed, never collected."""
+
+    run_id: str
+    path: str
+    state: str  # failed | started | broken
+    reason: str
+
+
+@dataclass
+class Collection:
+    """The collected results of one tree of run folders."""
+
+    root: Path
+    frame: pd.DataFrame
+    finished: list[Path] = field(default_factory=list)
+    problems: list[RunProblem] = field(default_factory=list)
+
+    def problems_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [p.__dict__ for p in self.problems], columns=["run_id", "path", "state", "reason"]
+        )
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every directory under `root` (itself included) that holds config.yaml; not descending into runs."""
+    found: list[Path] = []
+    stack = [str(root)]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        if any(e.name == rundir.CONFIG and e.is_file() for e in entries):
+            found.append(Path(current))
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in _SKIP_DIRS:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return sorted(found)
+
+
+def _last_error_line(path: Path) -> str:
+    """The exception line of a traceback: its last non-empty line says what went wrong."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError as err:
+        return f"unreadable error.txt: {err}"
+    return lines[-1] if lines else "(empty error.txt)"
+
+
+def run_keys(
+    run_dir: Path, config: dict[str, Any], extra_keys: Sequence[str] = (), has_cell: bool = True
+) -> tuple[str | None, dict[str, Any]]:
+    """(sweep name, config-key columns) of a run: standard keys from its config, grid keys from cell.json."""
+    keys: dict[str, Any] = {
+        key: canonical_value(get_dotted(config, key)) for key in (*STANDARD_KEYS, *extra_keys)
+    }
+    if not has_cell or not (run_dir / rundir.CELL).is_file():
+        return None, keys
+    cell = json.loads((run_dir / rundir.CELL).read_text())
+    for key, value in (cell.get("grid") or {}).items():
+        key = _normalise_grid_key(key)
+        if key != "seed":
+            keys[key] = canonical_value(value)
+    return cell.get("sweep"), keys
+
+
+def _read_run(
+    run_dir: Path, root: Path, extra_keys: Sequence[str]
+) -> tuple[list[dict[str, Any]], RunProblem | None]:
+    """Rows of one finished run, or the problem that keeps it out of the table."""
+    names = {e.name for e in os.scandir(run_dir)}
+    rel = os.path.relpath(run_dir, root)
+    fallback_id = run_dir.name
+    if rundir.DONE not in names:
+        if rundir.ERROR in names:
+            return [], RunProblem(fallback_id, rel, "failed", _last_error_line(run_dir / rundir.ERROR))
+        return [], RunProblem(fallback_id, rel, "started", "no DONE marker (running, queued or interrupted)")
+    try:
+        metrics = json.loads((run_dir / rundir.METRICS).read_text())
+        config = load_yaml((run_dir / rundir.CONFIG).read_text()) or {}
+        layers = metrics["layers"]
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
+        return [], RunProblem(
+            fallback_id, rel, "broken", f"DONE but unreadable results: {type(err).__name__}: {err}"
+        )
+
+    try:
+        sweep, keys = run_keys(run_dir, config, extra_keys, has_cell=rundir.CELL in names)
+    except (OSError, ValueError) as err:
+        return [], RunProblem(fallback_id, rel, "broken", f"unreadable cell.json: {err}")
+    base = {
+        "run_id": metrics.get("run_id", fallback_id),
+        "sweep": sweep,
+        "name": config.get("name") or "",
+        "dataset": metrics.get("dataset", get_dotted(config, "data.dataset")),
+        "protocol": metrics.get("protocol"),
+        "epoch": metrics.get("epoch"),
+        "seed": config.get("seed"),
+        "path": rel,
+        **keys,
+    }
+    rows: list[dict[str, Any]] = []
+    for layer, values in layers.items():
+        counts = {c: values.get(c) for c in COUNT_KEYS}
+        for key, value in values.items():
+            if key in COUNT_KEYS or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            metric, k = split_metric(key)
+            rows.append({**base, "layer": layer, "metric": metric, "k": k, "value": float(value), **counts})
+    return rows, None
+
+
+def collect(root: str | Path, extra_keys: Sequence[str] = ()) -> Collection:
+    """Read every run folder under `root` into a long DataFrame; unfinished/failed runs are listed apart."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"results folder not found: {root}")
+    rows: list[dict[str, Any]] = []
+    finished: list[Path] = []
+    problems: list[RunProblem] = []
+    for run_dir in find_run_dirs(root):
+        run_rows, problem = _read_run(run_dir, root, extra_keys)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        rows.extend(run_rows)
+        finished.append(run_dir)
+    return Collection(root=root, frame=to_frame(rows), finished=finished, problems=problems)
+
+
+def to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows -> the long frame with a fixed column order (measurement columns, then config keys)."""
+    frame = pd.DataFrame(list(rows))
+    for column in LONG_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype="object")
+    config_cols = sorted(c for c in frame.columns if c not in LONG_COLUMNS)
+    frame = frame[[*LONG_COLUMNS, *config_cols]]
+    frame["k"] = frame["k"].astype("Int64")
+    frame["value"] = frame["value"].astype(float)
+    for column in ("epoch", "seed", "num_queries", "excluded_queries"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if is_config_key(c)]
+
+
+def save_frame(frame: pd.DataFrame, out_dir: Path, stem: str = "results") -> list[Path]:
+    """Write `<stem>.csv` and, when pyarrow is installed, `<stem>.parquet`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / f"{stem}.csv"]
+    frame.to_csv(written[0], index=False)
+    try:
+        import pyarrow  # noqa: F401  (only to know whether Parquet can be written)
+    except ImportError:
+        return written
+    parquet = out_dir / f"{stem}.parquet"
+    # Parquet needs one type per column; a grid key mixing numbers and text is stored as text.
+    safe = frame.copy()
+    for column in config_columns(safe):
+        if safe[column].dtype == object:
+            kinds = {type(v) for v in safe[column].dropna()}
+            if len(kinds) > 1:
+                safe[column] = safe[column].map(lambda v: v if v is None or v != v else str(v))
+    safe.to_parquet(parquet, index=False)
+    written.append(parquet)
+    return written
+
+
+def load_frame(source: str | Path) -> pd.DataFrame:
+    """A long frame from a results tree (collected now), a `results.csv` or a `results.parquet`."""
+    source = Path(source)
+    if source.is_dir():
+        return collect(source).frame
+    if source.suffix == ".parquet":
+        frame = pd.read_parquet(source)
+    elif source.suffix == ".csv":
+        frame = pd.read_csv(source)
+    else:
+        raise ValueError(f"{source}: expected a results folder, a .csv or a .parquet file")
+    missing = [c for c in ("layer", "metric", "k", "value", "seed") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source} is not a collected results table (missing columns: {', '.join(missing)})")
+    frame["k"] = frame["k"].astype("Int64")
+    return frame
+
+
+def collect_history(run_dirs: Iterable[Path], extra_keys: Sequence[str] = ()) -> pd.DataFrame:
+    """Per-epoch rows of the given runs: run_id, seed, config keys, epoch, loss, lr, time_s, val:<metric>."""
+    rows: list[dict[str, Any]] = []
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        try:
+            config = load_yaml((run_dir / rundir.CONFIG).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        try:
+            _, keys = run_keys(run_dir, config, extra_keys)
+        except (OSError, ValueError):
+            continue
+        for entry in rundir.read_history(run_dir):
+            row = {"run_id": run_dir.name, "seed": config.get("seed"), **keys}
+            for name in ("epoch", "loss", "lr", "time_s"):
+                row[name] = entry.get(name)
+            for metric, value in (entry.get("val") or {}).items():
+                if (
+                    metric not in COUNT_KEYS
+                    and isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                ):
+                    row[f"val:{metric}"] = float(value)  # no dot: dotted columns are config keys
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def iter_embedding_samples(run_dirs: Iterable[Path]) -> Iterator[Path]:
+    for run_dir in run_dirs:
+        path = Path(run_dir) / EMBEDDINGS_SAMPLE
+        if path.is_file():
+            yield path
+
+
+def format_problems(problems: Sequence[RunProblem]) -> str:
+    """One line per run kept out of the tables, so nothing disappears silently."""
+    if not problems:
+        return "all run folders are finished"
+    lines = [f"{len(problems)} run folder(s) not collected:"]
+    lines += [f"  {p.state:8s} {p.path}: {p.reason}" for p in problems]
+    return "\n".join(lines)

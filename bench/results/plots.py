@@ -1,0 +1,367 @@
+"""Figures from collected results and run folders, saved as PNG and PDF.
+
+- Recall@K curves per method (mean over seeds, 95% t-interval bars) — from the long frame.
+- alpha x beta heatmap of Recall@1 (SGML Figs. 7/8) — from the long frame.
+- Training curves: loss and validation metric per epoch — from history.jsonl rows.
+- Embedding view: PCA, t-SNE (and UMAP when installed) of a run's `embeddings_sample.npz`, coloured by
+  class and by one attribute — the pictures of the SOP report, for any run.
+
+Figures are drawn on `matplotlib.figure.Figure` objects (no pyplot, no global backend state), so this
+works headless and never leaks figures between calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from dmlbench.results.collect import collect, collect_history, config_columns, load_frame, metric_key
+from dmlbench.results.tables import short_key, summarize
+
+FORMATS: tuple[str, ...] = ("png", "pdf")
+PROJECTION_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _varying_keys(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
+    return [c for c in config_columns(frame) if c not in exclude and frame[c].nunique(dropna=False) > 1]
+
+
+def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(
+        str(v) if i == 0 else f"{short_key(k)}={v}" for i, (k, v) in enumerate(zip(keys, values, strict=True))
+    )
+
+
+def plot_recall_curves(
+    frame: pd.DataFrame,
+    stem: Path,
+    *,
+    dataset: str,
+    layer: str = "emb",
+    metric: str = "recall",
+    by: str = "loss.name",
+) -> list[Path]:
+    """Metric@K against K (log axis), one line per `by` value (other varying config keys split lines too)."""
+    data = frame[(frame["dataset"] == dataset) & (frame["layer"] == layer) & (frame["metric"] == metric)]
+    data = data[data["k"].notna()]
+    if data.empty:
+        return []
+    keys = (
+        [by, *_varying_keys(data, exclude=(by, "seed"))]
+        if by in data.columns
+        else _varying_keys(data, ("seed",))
+    )
+    stats = summarize(data, [*keys, "k"]) if keys else summarize(data.assign(all="all"), ["all", "k"])
+    keys = keys or ["all"]
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    for values, group in stats.groupby(keys, dropna=False, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        group = group.sort_values("k")
+        ks = group["k"].astype(float).to_numpy()
+        yerr = np.nan_to_num(group["ci"].to_numpy() * 100)
+        ax.errorbar(ks, group["mean"] * 100, yerr=yerr, marker="o", capsize=3, label=_label(keys, values))
+    all_ks = sorted(stats["k"].dropna().astype(int).unique())
+    if len(all_ks) > 1 and all_ks[0] > 0:
+        ax.set_xscale("log")
+    ax.set_xticks(all_ks, [str(k) for k in all_ks])
+    ax.minorticks_off()
+    ax.set_xlabel("K")
+    ax.set_ylabel(f"{metric_key(metric, None).capitalize()}@K (%)")
+    ax.set_title(f"{dataset}, layer {layer}: mean ± 95% CI over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, stem)
+
+
+def plot_heatmap(
+    frame: pd.DataFrame,
+    stem: Path,
+    *,
+    dataset: str,
+    row_key: str = "loss.params.alpha",
+    col_key: str = "loss.params.beta",
+    metric: str = "recall",
+    k: int = 1,
+    layer: str = "emb",
+) -> list[Path]:
+    """Mean metric@k over a grid of two config keys (SGML Figs. 7/8), each cell annotated mean ± CI."""
+    if row_key not in frame.columns or col_key not in frame.columns:
+        return []
+    data = frame[
+        (frame["dataset"] == dataset)
+        & (frame["layer"] == layer)
+        & (frame["metric"] == metric)
+        & (frame["k"] == k)
+    ]
+    if data.empty or data[row_key].nunique() < 2 or data[col_key].nunique() < 2:
+        return []
+    # One panel per combination of the other varying keys (e.g. per loss): never average configurations.
+    others = _varying_keys(data, exclude=(row_key, col_key, "seed"))
+    panels = list(data.groupby(others, dropna=False, sort=True)) if others else [((), data)]
+    n_rows, n_cols = data[row_key].nunique(), data[col_key].nunique()
+    fig = Figure(figsize=((1.2 * n_cols + 2.5) * len(panels), 0.8 * n_rows + 1.8), layout="constrained")
+    for index, (values, panel) in enumerate(panels):
+        values = values if isinstance(values, tuple) else (values,)
+        ax = fig.add_subplot(1, len(panels), index + 1)
+        _heatmap_panel(fig, ax, summarize(panel, [row_key, col_key]), row_key, col_key, metric_key(metric, k))
+        title = _label(others, values) if others else f"{dataset}, layer {layer}"
+        ax.set_title(f"{title}: {metric_key(metric, k)}", fontsize=9)
+    fig.suptitle(f"{dataset}, layer {layer}: mean ± 95% CI over seeds", fontsize=10)
+    return save_figure(fig, stem)
+
+
+def _heatmap_panel(fig: Figure, ax: Any, stats: pd.DataFrame, row_key: str, col_key: str, label: str) -> None:
+    means = stats.pivot(index=row_key, columns=col_key, values="mean").sort_index().sort_index(axis=1)
+    cis = stats.pivot(index=row_key, columns=col_key, values="ci").reindex_like(means)
+    image = ax.imshow(means.to_numpy() * 100, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label=f"{label} (%)")
+    ax.set_xticks(range(means.shape[1]), [str(c) for c in means.columns])
+    ax.set_yticks(range(means.shape[0]), [str(r) for r in means.index])
+    ax.set_xlabel(short_key(col_key))
+    ax.set_ylabel(short_key(row_key))
+    lo, hi = np.nanmin(means.to_numpy()), np.nanmax(means.to_numpy())
+    for i in range(means.shape[0]):
+        for j in range(means.shape[1]):
+            mean, ci = means.iat[i, j], cis.iat[i, j]
+            if np.isnan(mean):
+                continue
+            text = f"{mean * 100:.1f}" + (f"\n±{ci * 100:.1f}" if np.isfinite(ci) else "")
+            dark_cell = (mean - lo) < 0.5 * (hi - lo) if hi > lo else True
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark_cell else "black")
+
+
+def plot_training_curves(
+    history: pd.DataFrame, stem: Path, *, by: str = "loss.name", val_metric: str | None = None
+) -> list[Path]:
+    """Training loss and a validation metric per epoch: each run thin, the mean over seeds bold, per `by` group.
+
+    Runs rather than a t-band: with 2-3 seeds the t-interval is wider than the curves' whole range.
+    """
+    if history.empty or "epoch" not in history.columns:
+        return []
+    val_columns = [c for c in history.columns if c.startswith("val:")]
+    if val_metric is None and val_columns:
+        val_metric = "val:recall@1" if "val:recall@1" in val_columns else val_columns[0]
+    panels = [("loss", "training loss")] + (
+        [(val_metric, f"validation {val_metric[4:]}")] if val_metric else []
+    )
+    keys = [by, *_varying_keys(history, exclude=(by, "seed"))] if by in history.columns else ["run_id"]
+    fig = Figure(figsize=(5 * len(panels), 3.8), layout="constrained")
+    for index, (column, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), index + 1)
+        data = history[history[column].notna()] if column in history.columns else history.iloc[0:0]
+        if data.empty:
+            ax.set_title(f"{title}: no data")
+            continue
+        for values, group in data.groupby(keys, dropna=False, sort=True):
+            values = values if isinstance(values, tuple) else (values,)
+            mean = group.groupby("epoch")[column].mean()
+            n_runs = group["run_id"].nunique()
+            label = _label(keys, values) + (f" (mean of {n_runs})" if n_runs > 1 else "")
+            (line,) = ax.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, linewidth=2, label=label)
+            if n_runs > 1:
+                for _, run in group.groupby("run_id"):
+                    run = run.sort_values("epoch")
+                    ax.plot(run["epoch"], run[column], color=line.get_color(), alpha=0.35, linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, stem)
+
+
+def _pick_attribute(attributes: np.ndarray, names: Sequence[str], wanted: str | None) -> tuple[int, str]:
+    """The requested attribute, else the most balanced one (closest to half present): the most informative colouring."""
+    if wanted is not None:
+        if wanted not in names:
+            raise ValueError(f"attribute '{wanted}' not in this sample; known: {', '.join(names[:20])} ...")
+        return list(names).index(wanted), wanted
+    balance = np.abs((attributes > 0).mean(axis=0) - 0.5)
+    index = int(np.argmin(balance))
+    return index, names[index] if len(names) > index else f"attribute {index}"
+
+
+def project_embeddings(emb: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    """2-D projection of L2-normalised embeddings: pca | tsne | umap (umap-learn must be installed)."""
+    x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    if method == "umap":
+        import umap  # optional dependency
+
+        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    raise ValueError(f"unknown projection '{method}' (pca, tsne, umap)")
+
+
+def available_projections() -> list[str]:
+    methods = ["pca", "tsne"]
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return methods
+    return [*methods, "umap"]
+
+
+def plot_embedding(
+    sample: Path,
+    stem: Path,
+    *,
+    methods: Sequence[str] | None = None,
+    attribute: str | None = None,
+    max_points: int = 1500,
+    seed: int = 0,
+) -> list[Path]:
+    """Projections of `embeddings_sample.npz` coloured by class (top row) and by one attribute (bottom row)."""
+    with np.load(sample, allow_pickle=False) as npz:
+        emb, labels = npz["emb"].astype(np.float32), npz["labels"]
+        attributes = npz["attributes"] if "attributes" in npz.files else None
+        names = [str(n) for n in npz["attribute_names"]] if "attribute_names" in npz.files else []
+    if len(emb) > max_points:  # t-SNE is quadratic: a fixed random subset keeps it to seconds
+        keep = np.sort(np.random.default_rng(seed).choice(len(emb), max_points, replace=False))
+        emb, labels = emb[keep], labels[keep]
+        attributes = attributes[keep] if attributes is not None else None
+    methods = list(methods or available_projections())
+    has_attr = attributes is not None and attributes.ndim == 2 and attributes.shape[1] > 0
+    if has_attr:
+        names = names or [f"attribute {i}" for i in range(attributes.shape[1])]
+        attr_index, attr_name = _pick_attribute(attributes, names, attribute)
+        present = attributes[:, attr_index] > 0
+    n_rows = 2 if has_attr else 1
+    fig = Figure(figsize=(4.2 * len(methods), 4 * n_rows))
+    _, label_codes = np.unique(labels, return_inverse=True)
+    for col, method in enumerate(methods):
+        xy = project_embeddings(emb, method, seed)
+        ax = fig.add_subplot(n_rows, len(methods), col + 1)
+        ax.scatter(xy[:, 0], xy[:, 1], c=label_codes % 20, cmap="tab20", s=6, linewidths=0)
+        ax.set_title(f"{PROJECTION_NAMES[method]} — by class ({label_codes.max() + 1} classes)", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if has_attr:
+            ax = fig.add_subplot(n_rows, len(methods), len(methods) + col + 1)
+            for flag, colour, text in ((False, "#bbbbbb", "absent"), (True, "#d62728", "present")):
+                mask = present == flag
+                ax.scatter(xy[mask, 0], xy[mask, 1], c=colour, s=6, linewidths=0, label=f"{attr_name} {text}")
+            ax.set_title(f"{PROJECTION_NAMES[method]} — by attribute '{attr_name}'", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.legend(fontsize=7, markerscale=2)
+    fig.suptitle(f"{sample.parent.name}: {len(emb)} embeddings (cosine / L2-normalised)", fontsize=10)
+    return save_figure(fig, stem)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_plot_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "plot", help="draw recall curves, alpha/beta heatmaps, training curves, embeddings"
+    )
+    kinds = parser.add_subparsers(dest="plot_kind", metavar="KIND")
+    kinds.required = True
+
+    recall = kinds.add_parser(
+        "recall", help="Recall@K curves per method from a results folder or results.csv"
+    )
+    recall.add_argument("source", type=Path, help="results folder, results.csv or results.parquet")
+    recall.add_argument("--layer", default="emb")
+    recall.add_argument("--metric", default="recall")
+    recall.add_argument("--by", default="loss.name", help="config key: one line per value")
+
+    heat = kinds.add_parser("heatmap", help="metric over two config keys (SGML Figs. 7/8)")
+    heat.add_argument("source", type=Path)
+    heat.add_argument("--rows", default="loss.params.alpha")
+    heat.add_argument("--cols", default="loss.params.beta")
+    heat.add_argument("--metric", default="recall@1")
+    heat.add_argument("--layer", default="emb")
+
+    curves = kinds.add_parser("curves", help="training loss and validation metric per epoch")
+    curves.add_argument("source", type=Path, help="a run folder or a results folder (finished runs)")
+    curves.add_argument("--by", default="loss.name")
+
+    embed = kinds.add_parser("embedding", help="PCA / t-SNE / UMAP of a run's embeddings_sample.npz")
+    embed.add_argument("run_dir", type=Path)
+    embed.add_argument(
+        "--attribute", default=None, help="attribute name to colour by (default: most balanced)"
+    )
+    embed.add_argument("--methods", default=None, help="comma list of pca,tsne,umap (default: all available)")
+    embed.add_argument("--max-points", type=int, default=1500)
+
+    for sub in (recall, heat, curves, embed):
+        sub.add_argument("--out", type=Path, default=Path("plots"), help="output folder (default: ./plots)")
+    parser.set_defaults(func=run_plot_command)
+    return parser
+
+
+def run_plot_command(args: argparse.Namespace) -> int:
+    from dmlbench.results.collect import split_metric
+
+    written: list[Path] = []
+    if args.plot_kind in ("recall", "heatmap"):
+        frame = load_frame(args.source)
+        for dataset in sorted(frame["dataset"].dropna().unique()):
+            if args.plot_kind == "recall":
+                stem = args.out / f"recall_{dataset}_{args.layer}"
+                written += plot_recall_curves(
+                    frame, stem, dataset=dataset, layer=args.layer, metric=args.metric, by=args.by
+                )
+            else:
+                metric, k = split_metric(args.metric)
+                stem = args.out / f"heatmap_{dataset}_{short_key(args.rows)}_{short_key(args.cols)}"
+                written += plot_heatmap(
+                    frame,
+                    stem,
+                    dataset=dataset,
+                    row_key=args.rows,
+                    col_key=args.cols,
+                    metric=metric,
+                    k=k or 1,
+                    layer=args.layer,
+                )
+    elif args.plot_kind == "curves":
+        run_dirs = [args.source] if (args.source / "config.yaml").is_file() else collect(args.source).finished
+        written += plot_training_curves(collect_history(run_dirs), args.out / "training_curves", by=args.by)
+    else:
+        sample = args.run_dir / "embeddings_sample.npz"
+        if not sample.is_file():
+            print(f"no {sample.name} in {args.run_dir} (the trainer writes it at the end of a run)")
+            return 2
+        methods = args.methods.split(",") if args.methods else None
+        written += plot_embedding(
+            sample,
+            args.out / f"embedding_{args.run_dir.name}",
+            methods=methods,
+            attribute=args.attribute,
+            max_points=args.max_points,
+        )
+    if not written:
+        print("nothing to plot: the results do not contain what this plot needs")
+        return 2
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,175 @@
+"""`dmlbench collect`: a results tree -> long table, standard tables (md/tex/csv), plots and report.md.
+
+`write_report(sweep_dir, out_dir)` is the one entry point shared by `collect` and `quickstart`.
+Layout of `out_dir`::
+
+    results.csv / results.parquet   the long frame (one row per run x layer x metric x K)
+    not_collected.csv               failed / unfinished / broken run folders (never in the tables)
+    tables/<table>_<dataset>.{md,tex,csv}
+    plots/recall_<dataset>_<layer>.{png,pdf}, heatmap_..., training_curves.{png,pdf}, embedding_<run>.{png,pdf}
+    report.md                       every table and plot on one page
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dmlbench.results.collect import Collection, collect, collect_history, format_problems, save_frame
+from dmlbench.results.plots import plot_embedding, plot_heatmap, plot_recall_curves, plot_training_curves
+from dmlbench.results.tables import (
+    Table,
+    TableSpec,
+    build_tables,
+    load_paper,
+    load_specs,
+    to_markdown,
+    write_tables,
+)
+
+
+def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:
+    """The run with the highest emb Recall@1 on `dataset` that saved an embedding sample."""
+    frame = collection.frame
+    sel = frame[
+        (frame["dataset"] == dataset)
+        & (frame["layer"] == "emb")
+        & (frame["metric"] == "recall")
+        & (frame["k"] == 1)
+    ]
+    for rel in sel.sort_values(["value", "run_id"], ascending=[False, True])["path"]:
+        run_dir = collection.root / rel
+        if (run_dir / "embeddings_sample.npz").is_file():
+            return run_dir
+    return None
+
+
+def write_plots(
+    collection: Collection, plots_dir: Path, embedding_methods: Sequence[str] | None = None
+) -> list[Path]:
+    frame = collection.frame
+    written: list[Path] = []
+    for dataset in sorted(frame["dataset"].dropna().unique()):
+        written += plot_recall_curves(
+            frame, plots_dir / f"recall_{dataset}_emb", dataset=dataset, layer="emb"
+        )
+        written += plot_heatmap(frame, plots_dir / f"heatmap_{dataset}_alpha_beta", dataset=dataset)
+        run_dir = _best_run_with_sample(collection, dataset)
+        if run_dir is not None:
+            stem = plots_dir / f"embedding_{dataset}_{run_dir.name}"
+            written += plot_embedding(run_dir / "embeddings_sample.npz", stem, methods=embedding_methods)
+    history = collect_history(collection.finished)
+    written += plot_training_curves(history, plots_dir / "training_curves")
+    return written
+
+
+def _report_markdown(collection: Collection, tables_md: list[str], plots: list[Path], out_dir: Path) -> str:
+    n_runs = len(collection.finished)
+    lines = [
+        "# Results report",
+        "",
+        f"{n_runs} finished run(s) collected; {len(collection.problems)} run folder(s) not collected.",
+        "",
+    ]
+    if collection.problems:
+        lines += ["```", format_problems(collection.problems), "```", ""]
+    lines += ["## Tables", ""]
+    for text in tables_md:
+        lines += [text, ""]
+    if plots:
+        lines += ["## Plots", ""]
+        for path in plots:
+            if path.suffix == ".png":
+                rel = os.path.relpath(path, out_dir)
+                lines += [f"![{path.stem}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    sweep_dir: Path,
+    out_dir: Path,
+    *,
+    specs: Sequence[TableSpec] | None = None,
+    paper: bool = False,
+    plots: bool = True,
+    embedding_methods: Sequence[str] | None = None,
+) -> list[Path]:
+    """Collect `sweep_dir` and write the long table, the standard tables and plots into `out_dir`.
+
+    `embedding_methods`: projections for the embedding view (default: pca, tsne and umap when installed).
+    """
+    return _write_report(Path(sweep_dir), Path(out_dir), specs, paper, plots, embedding_methods)[0]
+
+
+def _write_report(
+    sweep_dir: Path,
+    out_dir: Path,
+    specs: Sequence[TableSpec] | None,
+    paper: bool,
+    plots: bool,
+    embedding_methods: Sequence[str] | None = None,
+) -> tuple[list[Path], Collection, list[Table]]:
+    collection = collect(sweep_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = save_frame(collection.frame, out_dir)
+    status = out_dir / "not_collected.csv"
+    collection.problems_frame().to_csv(status, index=False)
+    written.append(status)
+    tables = build_tables(
+        collection.frame, specs if specs is not None else load_specs(), load_paper() if paper else None
+    )
+    written += write_tables(tables, out_dir / "tables")
+    plot_paths = (
+        write_plots(collection, out_dir / "plots", embedding_methods)
+        if plots and not collection.frame.empty
+        else []
+    )
+    written += plot_paths
+    report = out_dir / "report.md"
+    report.write_text(
+        _report_markdown(collection, [to_markdown(t) for t in tables], plot_paths, out_dir) + "\n"
+    )
+    written.append(report)
+    return written, collection, tables
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_collect_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "collect",
+        help="collect finished run folders into tables (md/tex/csv) and plots",
+        description=(
+            "Read every finished run folder under SWEEP_DIR into one long table (results.csv/.parquet), then "
+            "write the standard tables and plots. Unfinished and failed runs are listed, never mixed in."
+        ),
+    )
+    parser.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/report)")
+    parser.add_argument("--paper", action="store_true", help="show the published numbers beside ours")
+    parser.add_argument(
+        "--tables", type=Path, default=None, metavar="YAML", help="table specs (default: the presets)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="tables only (faster)")
+    parser.set_defaults(func=run_collect_command)
+    return parser
+
+
+def run_collect_command(args: argparse.Namespace) -> int:
+    if not args.sweep_dir.is_dir():
+        print(f"error: results folder not found: {args.sweep_dir}", file=sys.stderr)
+        return 2
+    out_dir: Path = args.out or (args.sweep_dir / "report")
+    specs = load_specs(args.tables) if args.tables else None
+    written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
+    print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
+    if not collection.finished and not collection.problems:
+        print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)
+    else:
+        print("\n" + format_problems(collection.problems), file=sys.stderr)
+    print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
+    return 0

@@ -1,0 +1,446 @@
+"""Paper-style tables from the long results frame: mean ± 95% t-interval over seeds, best per column marked.
+
+A table is described by a `TableSpec` (plain data, shipped in bench/presets/tables.yaml): which columns
+label the rows, what goes into the columns (the K of one metric, a list of metrics, or the values of a
+config key such as loss.params.beta), and filters. Every config key that varies in the results but is
+neither a row nor a column key is added to the rows, so different configurations are never averaged.
+
+Statistics over seeds (one observation per run):
+
+    mean, sample std s (ddof=1), n runs,  CI half-width = t_{0.975, n-1} * s / sqrt(n)   (none when n = 1)
+
+>>> round(t_halfwidth(std=1.0, n=4), 4)   # t_{0.975,3} = 3.1824 -> 3.1824 / 2
+1.5912
+>>> import math; math.isnan(t_halfwidth(std=1.0, n=1))
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+from tabulate import tabulate
+
+from dmlbench.registry import closest
+from dmlbench.results.collect import config_columns, metric_key, split_metric
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets" / "tables.yaml"
+# The published numbers (results/paper/*.csv) live in the repository, next to the package.
+PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
+
+METRIC_DEFINITIONS: dict[str, str] = {
+    "recall": "Recall@K = fraction of queries with at least one relevant item among the K nearest",
+    "precision": "Precision@K = relevant items among the K nearest / K",
+    "r_precision": "R-Precision = relevant among the R nearest / R (R = relevant items of the query)",
+    "map_r": "MAP@R = (1/R) sum_{i<=R} P(i) rel(i) (Musgrave et al. 2020)",
+    "attr_sim": "attr_sim@K = mean attribute cosine of the top-K retrieved items of another class",
+}
+CI_NOTE = (
+    "mean ± 95% t-interval half-width over seeds (t_0.975,n-1 · s/√n; none when n = 1); "
+    "n = seeds; best per column in bold; cosine similarity on L2-normalised features"
+)
+
+
+class TableSpecError(ValueError):
+    """A table spec that cannot be built (unknown field, bad value)."""
+
+
+def t_halfwidth(std: float, n: int, confidence: float = 0.95) -> float:
+    """Half-width of the two-sided t confidence interval of a mean; NaN when n < 2."""
+    if n < 2 or not np.isfinite(std):
+        return math.nan
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+
+
+def summarize(frame: pd.DataFrame, by: Sequence[str], value: str = "value") -> pd.DataFrame:
+    """Per group of `by`: mean, std (ddof=1), n and the 95% t half-width `ci` of `value`.
+
+    >>> df = pd.DataFrame({"g": ["a", "a", "a", "b"], "value": [1.0, 2.0, 3.0, 5.0]})
+    >>> out = summarize(df, ["g"])
+    >>> out[["g", "mean", "n"]].values.tolist()
+    [['a', 2.0, 3], ['b', 5.0, 1]]
+    >>> round(float(out["ci"][0]), 4), bool(np.isnan(out["ci"][1]))
+    (2.4841, True)
+    """
+    grouped = frame.groupby(list(by), dropna=False, sort=False)[value]
+    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    t_crit = stats.t.ppf(0.975, np.maximum(out["n"].to_numpy() - 1, 1))
+    with np.errstate(invalid="ignore"):
+        ci = t_crit * out["std"].to_numpy() / np.sqrt(out["n"].to_numpy())
+    out["ci"] = np.where(out["n"].to_numpy() >= 2, ci, np.nan)
+    return out
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What one table shows; see bench/presets/tables.yaml for the meaning of each field."""
+
+    name: str
+    title: str = ""
+    rows: tuple[str, ...] = ("loss.name",)
+    columns: str = "k"
+    metric: str = "recall"
+    ks: tuple[int, ...] | None = None
+    k: int = 1
+    metrics: tuple[str, ...] = ()
+    layer: str | None = "emb"
+    layer_when: tuple[dict[str, Any], ...] = ()
+    where: dict[str, Any] = field(default_factory=dict)
+    row_labels: dict[str, str] = field(default_factory=dict)
+    row_order: tuple[str, ...] = ()
+    min_rows: int = 2
+    min_columns: int = 1
+    paper: dict[str, str] = field(default_factory=dict)
+    scale: float = 100.0
+    decimals: int = 1
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> TableSpec:
+        valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+        for key in data:
+            if key not in valid:
+                hint = closest(key, valid)
+                raise TableSpecError(
+                    f"table '{name}': unknown field '{key}'" + (f"; did you mean '{hint}'?" if hint else "")
+                )
+        data = dict(data)
+        for key in ("rows", "ks", "metrics", "layer_when", "row_order"):
+            if data.get(key) is not None:
+                value = data[key]
+                data[key] = tuple(value) if isinstance(value, list | tuple) else (value,)
+        if data.get("columns") == "metric" and not data.get("metrics"):
+            raise TableSpecError(
+                f"table '{name}': columns: metric needs a `metrics` list, e.g. [recall@1, map@r]"
+            )
+        data["paper"] = {str(k): str(v) for k, v in (data.get("paper") or {}).items()}
+        data["row_labels"] = {str(k): str(v) for k, v in (data.get("row_labels") or {}).items()}
+        return cls(name=name, **data)
+
+
+def load_specs(path: str | Path | None = None) -> list[TableSpec]:
+    """Table specs from a YAML mapping name -> fields (default: the shipped presets)."""
+    path = Path(path) if path is not None else PRESETS
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise TableSpecError(f"{path}: expected a mapping of table name -> spec")
+    return [TableSpec.from_dict(str(name), spec or {}) for name, spec in data.items()]
+
+
+def load_paper(paper_dir: Path | None = None) -> pd.DataFrame:
+    """Every published number of results/paper/*.csv (one row each)."""
+    paper_dir = paper_dir or PAPER_DIR
+    files = sorted(Path(paper_dir).glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no published numbers found: {paper_dir}/*.csv")
+    text_columns = {c: str for c in ("table", "published", "ref", "layer", "sampler", "note", "ours")}
+    frame = pd.concat([pd.read_csv(f, dtype=text_columns) for f in files], ignore_index=True)
+    frame["k"] = frame["k"].astype("Int64")
+    return frame.fillna({"layer": "", "sampler": "", "ref": "", "note": "", "ours": ""})
+
+
+def _matches(frame: pd.DataFrame, where: dict[str, Any]) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for column, wanted in where.items():
+        if column not in frame.columns:
+            return pd.Series(False, index=frame.index)
+        values = wanted if isinstance(wanted, list | tuple) else [wanted]
+        mask &= frame[column].isin(values)
+    return mask
+
+
+def _sort_key(value: Any, order: Sequence[str] = ()) -> tuple[int, Any]:
+    """Listed values first (in `order`), then numbers, then text, missing last."""
+    if str(value) in order:
+        return (-1, order.index(str(value)))
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return (2, "")
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return (0, float(value))
+    return (1, str(value))
+
+
+def _varies(series: pd.Series) -> bool:
+    return series.nunique(dropna=False) > 1
+
+
+@dataclass
+class Table:
+    """One rendered-ready table: per (row, column) cell statistics plus optional published rows."""
+
+    spec: TableSpec
+    dataset: str
+    row_keys: list[str]
+    column_values: list[Any]
+    cells: pd.DataFrame  # row keys, "column", mean, std, n, ci, best
+    layer_note: str
+    paper_rows: pd.DataFrame | None = None
+    added_keys: list[str] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return f"{self.spec.name}_{self.dataset}"
+
+    def column_label(self, value: Any) -> str:
+        if self.spec.columns == "k":
+            return metric_key(self.spec.metric, value)
+        if self.spec.columns == "metric":
+            return str(value)
+        return f"{self.spec.columns.rsplit('.', 1)[-1]}={value}"
+
+    def caption(self) -> str:
+        what = self.spec.metric if self.spec.columns != "metric" else ""
+        definition = METRIC_DEFINITIONS.get(what, "")
+        extra = (
+            f" Rows also split by {', '.join(self.added_keys)} (varying in the results)."
+            if self.added_keys
+            else ""
+        )
+        scale = f"; values ×{self.spec.scale:g}" if self.spec.scale != 1 else ""
+        parts = [f"{self.spec.title or self.spec.name} — {self.dataset}, {self.layer_note}."]
+        if definition:
+            parts.append(f"{definition}.")
+        parts.append(f"{CI_NOTE}{scale}.{extra}")
+        return " ".join(parts)
+
+
+def build_table(
+    frame: pd.DataFrame, spec: TableSpec, dataset: str, paper: pd.DataFrame | None = None
+) -> Table | None:
+    """The table `spec` describes for one dataset, or None when the results do not support it."""
+    data = frame[frame["dataset"] == dataset]
+    data = data[_matches(data, spec.where)] if spec.where else data
+    for key in (*spec.rows, *([spec.columns] if spec.columns not in ("k", "metric") else [])):
+        if key not in data.columns:
+            return None
+    if spec.layer is not None:
+        keep = data["layer"] == spec.layer
+        for rule in spec.layer_when:
+            rule_rows = _matches(data, rule.get("where", {}))
+            keep = keep.where(~rule_rows, data["layer"] == rule.get("layer"))
+        data = data[keep]
+    layer_note = f"layer {spec.layer}" if spec.layer else "all layers"
+    if spec.layer_when:
+        layer_note += (
+            " (" + "; ".join(f"{r.get('layer')} where {r.get('where')}" for r in spec.layer_when) + ")"
+        )
+
+    if spec.columns == "k":
+        data = data[data["metric"] == spec.metric]
+        if spec.ks is not None:
+            data = data[data["k"].isin(spec.ks)]
+        data = data.assign(column=data["k"])
+    elif spec.columns == "metric":
+        wanted = [split_metric(m) for m in spec.metrics]
+        labels = pd.Series(
+            [metric_key(m, k) for m, k in zip(data["metric"], data["k"], strict=True)], index=data.index
+        )
+        data = data.assign(column=labels)
+        data = data[data["column"].isin([metric_key(m, k) for m, k in wanted])]
+    else:
+        data = data[(data["metric"] == spec.metric) & (data["k"] == spec.k)]
+        data = data.assign(column=data[spec.columns])
+    if data.empty:
+        return None
+
+    # Every other varying config key joins the rows: different configurations are never averaged.
+    fixed = {*spec.rows, spec.columns, "seed"}
+    added = [c for c in config_columns(data) if c not in fixed and _varies(data[c])]
+    if spec.layer is None and "layer" not in fixed:
+        added.append("layer")
+    # The spec's rows lead, then the added keys; `layer` always last so a configuration's layers sit together.
+    keys = [*spec.rows, *added]
+    row_keys = [k for k in keys if k != "layer"] + (["layer"] if "layer" in keys else [])
+    cells = summarize(data, [*row_keys, "column"])
+
+    # The table must compare what the spec asks for: count distinct values of the spec's own row keys.
+    n_rows = len(cells[list(spec.rows)].drop_duplicates())
+    column_values = sorted(cells["column"].unique().tolist(), key=_sort_key)
+    if spec.columns == "metric":
+        order = [metric_key(*split_metric(m)) for m in spec.metrics]
+        column_values = [c for c in order if c in set(column_values)]
+    if n_rows < spec.min_rows or len(column_values) < spec.min_columns:
+        return None
+
+    # Best per column on the displayed (rounded) value, so ties on screen are all marked.
+    shown = (cells["mean"] * spec.scale).round(spec.decimals)
+    cells["best"] = shown == shown.groupby(cells["column"]).transform("max")
+
+    paper_rows = None
+    table_id = spec.paper.get(dataset)
+    if paper is not None and table_id is not None and spec.columns in ("k", "metric"):
+        sel = paper[(paper["table"] == table_id) & (paper["dataset"] == dataset)]
+        if spec.columns == "k":
+            sel = sel[sel["metric"] == spec.metric].assign(column=sel["k"])
+        else:
+            sel = sel.assign(column=[metric_key(m, k) for m, k in zip(sel["metric"], sel["k"], strict=True)])
+        sel = sel[sel["column"].isin(column_values)]
+        paper_rows = sel if not sel.empty else None
+    return Table(spec, dataset, row_keys, column_values, cells, layer_note, paper_rows, added)
+
+
+def build_tables(
+    frame: pd.DataFrame, specs: Sequence[TableSpec] | None = None, paper: pd.DataFrame | None = None
+) -> list[Table]:
+    """Every table of `specs` (default: the presets) that the results support, per dataset."""
+    specs = load_specs() if specs is None else specs
+    if frame.empty:
+        return []
+    tables = []
+    for dataset in sorted(frame["dataset"].dropna().unique()):
+        for spec in specs:
+            table = build_table(frame, spec, dataset, paper)
+            if table is not None:
+                tables.append(table)
+    return tables
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _fmt_number(value: float, spec: TableSpec) -> str:
+    return f"{value * spec.scale:.{spec.decimals}f}"
+
+
+def _fmt_cell(cell: pd.Series | None, spec: TableSpec) -> tuple[str, bool]:
+    if cell is None:
+        return "–", False
+    text = _fmt_number(cell["mean"], spec)
+    if cell["n"] >= 2 and np.isfinite(cell["ci"]):
+        text += f" ± {_fmt_number(cell['ci'], spec)}"
+    return text, bool(cell["best"])
+
+
+def _display_value(table: Table, key: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    text = str(value)
+    return table.spec.row_labels.get(text, text) if key == table.spec.rows[0] else text
+
+
+def short_key(key: str) -> str:
+    """Column header of a config key: `loss.name` -> loss, `loss.params.alpha` -> alpha.
+
+    >>> short_key("sampler.name"), short_key("loss.params.beta"), short_key("layer")
+    ('sampler', 'beta', 'layer')
+    """
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
+def _grid(table: Table, bold: tuple[str, str], escape: Any = str) -> tuple[list[str], list[list[str]]]:
+    """Header and body rows (strings) shared by the Markdown and LaTeX renderers."""
+    headers = [escape(short_key(k)) for k in table.row_keys]
+    headers += [escape(table.column_label(c)) for c in table.column_values] + ["n"]
+    by_row: dict[tuple[Any, ...], dict[Any, pd.Series]] = {}
+    for _, cell in table.cells.iterrows():
+        row = tuple(cell[k] for k in table.row_keys)
+        by_row.setdefault(row, {})[cell["column"]] = cell
+    body = []
+    for row in sorted(by_row, key=lambda r: tuple(_sort_key(v, table.spec.row_order) for v in r)):
+        cells = by_row[row]
+        out = [escape(_display_value(table, k, v)) for k, v in zip(table.row_keys, row, strict=True)]
+        for column in table.column_values:
+            text, best = _fmt_cell(cells.get(column), table.spec)
+            text = escape(text)
+            out.append(f"{bold[0]}{text}{bold[1]}" if best else text)
+        ns = sorted({int(c["n"]) for c in cells.values()})
+        out.append(str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
+        body.append(out)
+    if table.paper_rows is not None:
+        for (method, layer, sampler, ref), rows in table.paper_rows.groupby(
+            ["method", "layer", "sampler", "ref"], sort=False, dropna=False
+        ):
+            label = ", ".join(str(x) for x in (method, layer, sampler) if x) + (f" [{ref}]" if ref else "")
+            source = f"{rows['source'].iloc[0]} {rows['table'].iloc[0]}"
+            values = dict(zip(rows["column"], rows["value"], strict=True))
+            out = [escape(f"paper ({source}): {label}")] + [""] * (len(table.row_keys) - 1)
+            out += [_fmt_number(values[c], table.spec) if c in values else "–" for c in table.column_values]
+            out.append("–")
+            body.append(out)
+    return headers, body
+
+
+def to_markdown(table: Table) -> str:
+    headers, body = _grid(table, ("**", "**"))
+    return f"**{table.slug}** — {table.caption()}\n\n" + tabulate(
+        body, headers, tablefmt="pipe", disable_numparse=True
+    )
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    r"""Escape LaTeX specials; ± and – become math/text commands.
+
+    >>> latex_escape("loss_name 91.8 ± 0.4 & 50%")
+    'loss\\_name 91.8 $\\pm$ 0.4 \\& 50\\%'
+    """
+    out = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+    return out.replace("±", r"$\pm$").replace("–", "--").replace("×", r"$\times$").replace("√", r"$\sqrt{}$")
+
+
+def to_latex(table: Table) -> str:
+    headers, body = _grid(table, (r"\textbf{", "}"), escape=latex_escape)
+    raw = tabulate(body, headers, tablefmt="latex_raw", disable_numparse=True)
+    # latex_raw draws \hline three times; booktabs rules read better in papers.
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        raw = raw.replace(r"\hline", rule, 1)
+    return (
+        "\\begin{table}[t]\n\\centering\n"
+        f"\\caption{{{latex_escape(table.caption())}}}\n\\label{{tab:{table.slug}}}\n{raw}\n\\end{{table}}\n"
+    )
+
+
+def to_csv_frame(table: Table) -> pd.DataFrame:
+    """Machine-readable cells (fractions, not scaled): row keys, column, mean, ci95, std, n, best."""
+    out = table.cells.rename(columns={"ci": "ci95"}).copy()
+    out.insert(0, "table", table.spec.name)
+    out.insert(1, "dataset", table.dataset)
+    out.insert(2, "metric", table.spec.metric if table.spec.columns != "metric" else "")
+    return out
+
+
+def write_tables(tables: Sequence[Table], out_dir: Path) -> list[Path]:
+    """`<name>_<dataset>.md/.tex/.csv` per table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        for suffix, text in ((".md", to_markdown(table) + "\n"), (".tex", to_latex(table))):
+            path = out_dir / f"{table.slug}{suffix}"
+            path.write_text(text)
+            written.append(path)
+        path = out_dir / f"{table.slug}.csv"
+        to_csv_frame(table).to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
+def render_tables_text(
+    frame: pd.DataFrame, specs: Sequence[TableSpec] | None = None, paper: bool = False
+) -> str:
+    """All supported tables as Markdown, with the published numbers beside ours when `paper`."""
+    tables = build_tables(frame, specs, load_paper() if paper else None)
+    if not tables:
+        return "(no finished runs to tabulate)"
+    return "\n\n".join(to_markdown(t) for t in tables)
