@@ -24,7 +24,7 @@ import yaml
 from submitit.helpers import DelayedSubmission
 
 from dmlbench import rundir
-from dmlbench.config import Config, dump_config, run_id
+from dmlbench.config import Config, apply_overrides, dump_config, run_id
 from dmlbench.data.base import DatasetError
 from dmlbench.sweep import (
     CellJob,
@@ -38,6 +38,7 @@ from dmlbench.sweep import (
     sweep_from_dict,
     sweep_status,
 )
+from dmlbench.validation.checked_fields import CHECKED_FIELDS, checked_value, checked_values_key
 
 TESTS = Path(__file__).resolve().parent
 STANDIN = "test_sweep:standin_train_run"
@@ -153,6 +154,33 @@ def test_validation_names_the_cell_before_submitting(tmp_path: Path) -> None:
         run_sweep(sweep, runner=STANDIN)
     assert "cell [loss.name=bld, seed=0]" in str(err.value) and "did you mean 'bdl'?" in str(err.value)
     assert not (tmp_path / "out" / "runs").exists()  # nothing was written, nothing ran
+
+
+def _changed(value: Any) -> Any:
+    """Another value of the same type, one that no checked field accepts."""
+    if isinstance(value, str):
+        return "no-such-value"
+    if isinstance(value, list):
+        return [*value, "no_such_value"]
+    if isinstance(value, dict):
+        return {**value, "no_such_param": 1}
+    raise TypeError(f"no changed value for {value!r}: extend _changed")
+
+
+@pytest.mark.parametrize("field", CHECKED_FIELDS)
+def test_validation_key_changes_with_every_checked_field(field: str) -> None:
+    cfg = Config()
+    changed = apply_overrides(cfg, {field: _changed(checked_value(cfg, field))})
+    assert checked_values_key(changed) != checked_values_key(cfg)
+
+
+@pytest.mark.parametrize("field", [f for f in CHECKED_FIELDS if f != "plugins"])  # plugins: an ImportError
+def test_validation_checks_each_cell_differing_in_a_checked_field(tmp_path: Path, field: str) -> None:
+    # the first cell passes the check; the second differs only in `field` and must be checked too
+    good = checked_value(Config(), field)
+    sweep = sweep_from_dict(sweep_dict(tmp_path, grid={field: [good, _changed(good)]}))
+    with pytest.raises(SweepError, match=r"cell \[" + field.replace(".", r"\.")):
+        expand(sweep, validate=True)
 
 
 def test_profile_then_sweep_settings(tmp_path: Path) -> None:

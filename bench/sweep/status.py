@@ -1,0 +1,115 @@
+"""The state of each cell of a sweep (done / running / pending / failed / cancelled / interrupted /
+unsubmitted) from its run folder, jobs.json and the scheduler, and the status table printed for it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dmlbench import rundir
+from dmlbench.sweep.expand import Cell, describe_cell, expand
+from dmlbench.sweep.slurm import ACTIVE_RUNNING, sacct_states, slurm_available, squeue_states
+from dmlbench.sweep.spec import JOBS_FILE, Sweep, load_sweep
+
+# failed / cancelled / interrupted / unsubmitted cells are all submitted again by a re-run.
+STATES = ("done", "running", "pending", "failed", "cancelled", "interrupted", "unsubmitted")
+
+
+@dataclass
+class CellStatus:
+    run_id: str
+    state: str  # one of STATES
+    grid: dict[str, Any]
+    job_id: str | None = None
+    error: str | None = None  # first line of the error, for failed cells
+
+
+def read_jobs(out: Path) -> dict[str, str]:
+    path = out / JOBS_FILE
+    return rundir.read_json(path) if path.is_file() else {}
+
+
+def first_error_line(run_dir: Path) -> str:
+    """The summary line of error.txt (or the last line of a bare traceback)."""
+    lines = [ln.strip() for ln in (run_dir / rundir.ERROR).read_text(errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        return "(empty error.txt)"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool = True) -> list[CellStatus]:
+    """done / running / pending / failed / cancelled / interrupted / unsubmitted per cell, from the run
+    folders, jobs.json, and (for SLURM sweeps) squeue + sacct. A run's own error.txt wins over the
+    scheduler's verdict: a cell whose run failed is `failed` even if its job was later cancelled."""
+    jobs = read_jobs(sweep.output_dir)
+    slurm_ids = {rid: j for rid, j in jobs.items() if not j.startswith("local:")}
+    ask_slurm = bool(query_scheduler and slurm_ids and slurm_available())
+    live = squeue_states() if ask_slurm else {}
+    out: list[CellStatus] = []
+    need_sacct: list[CellStatus] = []
+    for cell in cells:
+        folder = sweep.runs_dir / cell.run_id
+        job = jobs.get(cell.run_id)
+        status = CellStatus(cell.run_id, "unsubmitted", cell.grid, job)
+        if (folder / rundir.DONE).is_file():
+            status.state = "done"
+        elif job in live and live[job] in ACTIVE_RUNNING:
+            status.state = "running"
+        elif job in live:
+            status.state = "pending"
+        elif (folder / rundir.ERROR).is_file():
+            status.state, status.error = "failed", first_error_line(folder)
+        elif ask_slurm and cell.run_id in slurm_ids:
+            need_sacct.append(status)
+        elif job is not None or (folder / rundir.CONFIG).is_file():
+            status.state = "interrupted"
+        out.append(status)
+    if need_sacct:
+        final = sacct_states([s.job_id for s in need_sacct if s.job_id])
+        for status in need_sacct:
+            job = status.job_id or ""
+            # an array whose remaining tasks never started is reported as one row under its base id
+            state = final.get(job) or final.get(job.split("_")[0], "UNKNOWN")
+            if state == "COMPLETED":
+                status.state, status.error = "failed", "SLURM job COMPLETED but the run has no DONE marker"
+            elif state in ("UNKNOWN", "PENDING", "RUNNING"):
+                # sacct lags squeue by a second or two; a vanished job with no record was interrupted
+                status.state = "interrupted"
+            elif state.rstrip("+") == "CANCELLED":  # sacct: "CANCELLED by <uid>" (first word kept), or "CANCELLED+"
+                status.state, status.error = "cancelled", "SLURM job CANCELLED"
+            else:
+                status.state, status.error = "failed", f"SLURM job {state}"
+    return out
+
+
+def sweep_status(target: str | Path) -> tuple[Sweep, list[CellStatus]]:
+    sweep = load_sweep(target)
+    return sweep, cell_statuses(sweep, expand(sweep, validate=False))
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_status_table(statuses: Sequence[CellStatus], actions: dict[str, str] | None = None) -> str:
+    rows = []
+    for s in statuses:
+        row = [s.state, s.run_id, s.job_id or "-", _short(describe_cell(s.grid))]
+        if actions is not None:
+            row.insert(1, actions.get(s.run_id, ""))
+        rows.append(row + [s.error or ""])  # last column: the whole first line
+    header = ["state", "run_id", "job", "cell", "error"]
+    if actions is not None:
+        header.insert(1, "action")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def state_counts(statuses: Sequence[CellStatus]) -> str:
+    counts = Counter(s.state for s in statuses)
+    return ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]) or "no cells"

@@ -1,0 +1,184 @@
+"""Submitting a sweep: its unfinished cells as SLURM job arrays, local subprocesses or an in-process
+loop, under a lock on the output folder, with jobs.json recording each cell's job; and cancelling."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+import yaml
+
+from dmlbench import rundir
+from dmlbench.config import config_to_dict
+from dmlbench.sweep.expand import Cell, describe_cell, expand
+from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, error_summary, preemption_safe_python, run_cell
+from dmlbench.sweep.slurm import run_slurm_command, slurm_available
+from dmlbench.sweep.spec import (
+    CONSTRUCTOR_KEYS,
+    JOBS_FILE,
+    LOCK_FILE,
+    OWN_EXECUTOR_KEYS,
+    SUBMITIT_DIR,
+    SWEEP_FILE,
+    Sweep,
+    SweepError,
+)
+from dmlbench.sweep.status import CellStatus, cell_statuses, read_jobs, sweep_status
+
+
+@dataclass
+class SweepReport:
+    sweep: Sweep
+    cells: list[Cell]
+    before: list[CellStatus]  # state of every cell when the command started
+    submitted: dict[str, str] = field(default_factory=dict)  # run_id -> job id
+    failed: list[str] = field(default_factory=list)  # run_ids that failed in a waited (local/inline) run
+    dry_run: bool = False
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path) -> Iterator[None]:
+    """Two `dmlbench sweep` commands on the same folder must not both submit the same cells."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_cell_files(sweep: Sweep, cells: Sequence[Cell]) -> None:
+    for cell in cells:
+        path = sweep.runs_dir / cell.run_id / rundir.CELL
+        content = {"sweep": sweep.name, "grid": cell.grid}
+        if path.is_file():
+            with contextlib.suppress(ValueError):
+                if rundir.read_json(path) == json.loads(json.dumps(content, default=str)):
+                    continue
+        rundir.atomic_write_json(path, content)
+
+
+def _record_jobs(out: Path, new: dict[str, str]) -> None:
+    if new:
+        rundir.atomic_write_json(out / JOBS_FILE, {**read_jobs(out), **new})
+
+
+def _make_executor(sweep: Sweep, cluster: str) -> submitit.AutoExecutor:
+    params = {k: v for k, v in sweep.executor.params.items() if k not in OWN_EXECUTOR_KEYS}
+    ctor = {k: params.pop(k) for k in CONSTRUCTOR_KEYS if k in params}
+    if cluster == "slurm":
+        ctor["slurm_python"] = preemption_safe_python(ctor.get("slurm_python"))
+    executor = submitit.AutoExecutor(folder=sweep.output_dir / SUBMITIT_DIR / "%j", cluster=cluster, **ctor)
+    executor.update_parameters(name=f"dmlbench-{sweep.name}", **params)
+    return executor
+
+
+def submit_slurm(sweep: Sweep, cells: Sequence[Cell], runner: str) -> dict[str, str]:
+    """One job array per chunk of `max_array_size` cells (SLURM's MaxArraySize caps arrays)."""
+    executor = _make_executor(sweep, "slurm")
+    chunk = int(sweep.executor.params.get("max_array_size", 1000))
+    job_ids: dict[str, str] = {}
+    for start in range(0, len(cells), chunk):
+        part = cells[start : start + chunk]
+        jobs = executor.map_array(
+            CellJob(runner),
+            [config_to_dict(c.config) for c in part],
+            [str((sweep.runs_dir / c.run_id).resolve()) for c in part],
+        )
+        new = {c.run_id: str(j.job_id) for c, j in zip(part, jobs, strict=True)}
+        _record_jobs(sweep.output_dir, new)  # after every array: a crash later still knows these jobs
+        job_ids.update(new)
+    return job_ids
+
+
+def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
+    """Each cell in its own subprocess (submitit LocalExecutor), `local_parallelism` at a time; waits."""
+    executor = _make_executor(sweep, "local")
+    parallel = max(1, int(sweep.executor.params.get("local_parallelism", 1)))
+    queue = list(cells)
+    running: list[tuple[Cell, Any]] = []
+    job_ids: dict[str, str] = {}
+    failed: list[str] = []
+    while queue or running:
+        while queue and len(running) < parallel:
+            cell = queue.pop(0)
+            job = executor.submit(CellJob(runner), config_to_dict(cell.config), str((sweep.runs_dir / cell.run_id).resolve()))
+            job_ids[cell.run_id] = f"local:{job.job_id}"
+            _record_jobs(sweep.output_dir, {cell.run_id: job_ids[cell.run_id]})
+            running.append((cell, job))
+        time.sleep(0.2)
+        for cell, job in list(running):
+            if job.done():
+                running.remove((cell, job))
+                ok = rundir.is_done(sweep.runs_dir / cell.run_id)
+                if not ok:
+                    failed.append(cell.run_id)
+                log(f"{'done  ' if ok else 'FAILED'} {cell.run_id} [{describe_cell(cell.grid)}]")
+    return job_ids, failed
+
+
+def run_inline(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[str], None]) -> list[str]:
+    """The cells one after the other in this process; a failing cell is recorded and skipped."""
+    failed: list[str] = []
+    for i, cell in enumerate(cells, 1):
+        log(f"[{i}/{len(cells)}] {cell.run_id} [{describe_cell(cell.grid)}]")
+        try:
+            run_cell(config_to_dict(cell.config), sweep.runs_dir / cell.run_id, runner)
+        except Exception as err:  # recorded in the cell's error.txt by run_cell
+            failed.append(cell.run_id)
+            log(f"FAILED {cell.run_id}: {error_summary(err)}")
+    return failed
+
+
+def run_sweep(
+    sweep: Sweep,
+    *,
+    dry_run: bool = False,
+    runner: str = DEFAULT_RUNNER,
+    log: Callable[[str], None] = print,
+) -> SweepReport:
+    """Expand, validate every cell, then submit (or run) the cells that are neither done nor queued."""
+    cells = expand(sweep, validate=True)
+    kind = sweep.executor.kind
+    if kind == "slurm" and not slurm_available():
+        raise SweepError("executor 'slurm' needs the SLURM commands (sbatch, squeue, sacct) on PATH")
+    if dry_run:
+        return SweepReport(sweep, cells, cell_statuses(sweep, cells), dry_run=True)
+    with sweep_lock(sweep.output_dir):
+        before = cell_statuses(sweep, cells)
+        report = SweepReport(sweep, cells, before)
+        todo_ids = {s.run_id for s in before if s.state not in ("done", "running", "pending")}
+        todo = [c for c in cells if c.run_id in todo_ids]
+        rundir.atomic_write_text(sweep.output_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+        _write_cell_files(sweep, todo)
+        if not todo:
+            return report
+        if kind == "slurm":
+            report.submitted = submit_slurm(sweep, todo, runner)
+            return report
+    # local and inline runs wait for their cells: outside the lock, so `status` stays usable meanwhile
+    if kind == "local":
+        report.submitted, report.failed = run_local(sweep, todo, runner, log)
+    else:
+        report.submitted = {c.run_id: "inline" for c in todo}
+        report.failed = run_inline(sweep, todo, runner, log)
+    return report
+
+
+def cancel_sweep(target: str | Path) -> list[str]:
+    """scancel this sweep's queued and running jobs; returns the job ids cancelled."""
+    sweep, statuses = sweep_status(target)
+    if sweep.executor.kind != "slurm":
+        raise SweepError(f"sweep '{sweep.name}' ran with the {sweep.executor.kind} executor: nothing queued to cancel")
+    active = [s.job_id for s in statuses if s.state in ("running", "pending") and s.job_id]
+    if active:
+        run_slurm_command(["scancel", *active])
+    return active
