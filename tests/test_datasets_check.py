@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fixtures_datasets import SHARED_DATA, make_cub, make_inshop
 
-from dmlbench.data.check import add_data_check_parser
+from dmlbench.cli.data import add_data_check_parser
 
 
 def main(argv: list[str]) -> int:

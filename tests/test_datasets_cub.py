@@ -11,10 +11,13 @@ from fixtures_datasets import SHARED_DATA, make_cub
 
 from dmlbench.data import DatasetError
 from dmlbench.data.cub import load_cub
-from dmlbench.data.images import ImageDataset, build_transform, check_images_or_raise
+from dmlbench.data.dataset import ImageDataset
+from dmlbench.data.scan import check_images_or_raise
 from dmlbench.data.splits import split_summary
+from dmlbench.data.transforms import build_transform
 
 REAL = SHARED_DATA / "cub_200_2011_subset"
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 
 
 def test_dml_split_is_by_class_not_train_test_split(tmp_path: Path) -> None:
@@ -152,3 +155,15 @@ def test_real_image_class_labels_give_the_official_split_counts(tmp_path: Path) 
     (root / "image_class_labels.txt").write_text(("1 101\n" + text.split("\n", 1)[1]) if text.startswith("1 1\n") else text)
     with pytest.raises(DatasetError, match=r"5863 train / 5925 test images \(official 5864 / 5924\)"):
         load_cub(root)
+
+
+def test_real_lists_saved_with_a_bom_load_the_same(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark (Windows editors write one) before images.txt's first id is not part of it."""
+    cub = _need_real()
+    root = tmp_path / "CUB_200_2011"
+    shutil.copytree(cub, root, ignore=shutil.ignore_patterns("images"))
+    plain = load_cub(root, train_classes=5)
+    for name in ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt"):
+        (root / name).write_bytes(BOM + (root / name).read_bytes())
+    with_bom = load_cub(root, train_classes=5)
+    assert with_bom.paths == plain.paths and with_bom.labels.tolist() == plain.labels.tolist()

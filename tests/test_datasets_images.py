@@ -11,18 +11,14 @@ import torch
 from fixtures_datasets import SHARED_DATA, write_image, write_truncated_jpeg
 from PIL import Image
 
-import dmlbench.data.images as images_module
+import dmlbench.data.scan as scan_module
 from dmlbench.data import DatasetError
-from dmlbench.data.images import (
-    ImageDataset,
-    build_transform,
-    cache_dir,
-    check_images_or_raise,
-    load_rgb,
-    scan_cache_path,
-    scan_images,
-)
+from dmlbench.data.dataset import ImageDataset
+from dmlbench.data.images import load_rgb
+from dmlbench.data.scan import check_images_or_raise, scan_images
+from dmlbench.data.scan_cache import cache_dir, scan_cache_path
 from dmlbench.data.splits import build_index
+from dmlbench.data.transforms import build_transform
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK", "P", "RGBA", "LA", "1"])
@@ -158,13 +154,13 @@ def decoded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     goes to a fresh folder of this test."""
     monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "cache"))
     seen: list[str] = []
-    real = images_module.image_problem
+    real = scan_module.image_problem
 
     def spy(path: Path) -> str | None:
         seen.append(path.name)
         return real(path)
 
-    monkeypatch.setattr(images_module, "image_problem", spy)
+    monkeypatch.setattr(scan_module, "image_problem", spy)
     return seen
 
 

@@ -10,11 +10,14 @@ import pytest
 from fixtures_datasets import INSHOP_ATTRIBUTE_NAMES, SHARED_DATA, make_inshop
 
 from dmlbench.data import DATASETS, DatasetError
-from dmlbench.data.images import ImageDataset, build_transform, check_images_or_raise
+from dmlbench.data.dataset import ImageDataset
 from dmlbench.data.inshop import load_inshop
+from dmlbench.data.scan import check_images_or_raise
 from dmlbench.data.splits import split_summary
+from dmlbench.data.transforms import build_transform
 
 REAL = SHARED_DATA / "inshop"
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 
 
 def test_fixture_index_matches_the_partition_file(tmp_path: Path) -> None:
@@ -202,3 +205,15 @@ def test_real_first_rows_partition_is_partial_not_asserted(tmp_path: Path) -> No
     part.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match="says 52712 data rows but the file has 200"):
         load_inshop(root)
+
+
+def test_real_partition_saved_with_a_bom_loads_the_same(tmp_path: Path) -> None:
+    """Windows editors prepend a UTF-8 byte-order mark when they re-save a list."""
+    root = _real_inshop_root(tmp_path, "list_eval_partition.RECONSTRUCTED.txt")
+    plain = load_inshop(root)
+    for rel in ("Eval/list_eval_partition.txt", "Anno/attributes/list_attr_cloth.txt"):
+        path = root / rel
+        path.write_bytes(BOM + path.read_bytes())
+    with_bom = load_inshop(root)
+    assert with_bom.paths == plain.paths and with_bom.splits.tolist() == plain.splits.tolist()
+    assert with_bom.attribute_names == plain.attribute_names

@@ -14,6 +14,7 @@ from dmlbench.data.sop import load_sop
 from dmlbench.data.splits import split_summary
 
 REAL = SHARED_DATA / "sop"
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 
 
 def test_index_splits_labels_and_protocol(tmp_path: Path) -> None:
@@ -87,3 +88,16 @@ def test_real_tfds_fixture_with_a_cut_header_is_rejected_clearly(tmp_path: Path)
     shutil.copy(fake, tmp_path / "Ebay_test.txt")
     with pytest.raises(DatasetError, match=r"Ebay_test.txt line 1: expected the header 'image_id class_id"):
         load_sop(tmp_path)
+
+
+def test_real_rows_saved_with_a_bom_parse(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark (Windows editors write one) before the header is not part of it."""
+    excerpt = REAL / "Ebay_info.README_excerpt.txt"
+    if not excerpt.is_file():
+        pytest.skip(f"real SOP sample files not present under {REAL}")
+    (tmp_path / "Ebay_train.txt").write_bytes(BOM + excerpt.read_bytes())
+    (tmp_path / "Ebay_test.txt").write_bytes(
+        BOM + b"image_id class_id super_class_id path\n4 2 1 bicycle_final/111265328556_0.JPG\n"
+    )
+    index = load_sop(tmp_path)
+    assert index.paths[:3] == [f"bicycle_final/111085122871_{k}.JPG" for k in range(3)]

@@ -102,7 +102,7 @@ def test_pretrained_trunk_plus_package_classifier_recognises_photos(
 ) -> None:
     from PIL import Image
 
-    from dmlbench.data.images import IMAGENET_NORMALIZATION, build_transform
+    from dmlbench.data.transforms import IMAGENET_NORMALIZATION, build_transform
 
     # ImageNet classes: 698 palace (a Chinese temple photo), 985 daisy (a flower photo).
     photos, classes = ("china.jpg", "flower.jpg"), [698, 985]

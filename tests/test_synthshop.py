@@ -21,12 +21,12 @@ from dmlbench.data.synthshop import (
     SIZE_CLASSES,
     SIZES,
     SynthSize,
-    _render_item,
     attribute_names,
     generate_synthshop,
     plan_items,
     read_manifest,
 )
+from dmlbench.data.synthshop.render import _render_item
 
 
 @pytest.fixture(scope="module")

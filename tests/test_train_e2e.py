@@ -200,7 +200,7 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
     import torch
 
     from dmlbench.config import config_from_dict
-    from dmlbench.data.images import ImageDataset
+    from dmlbench.data.dataset import ImageDataset
     from dmlbench.train import batch_tensors, build_trainer, image_transform, prepare, training_loader
 
     results = {}

@@ -50,7 +50,7 @@ def test_freeze_bn_keeps_batchnorm_statistics_and_affine_parameters(tiny_synthsh
 
 
 def test_augmentation_depends_only_on_the_item_seed(tiny_synthshop: Path, tmp_path: Path) -> None:
-    from dmlbench.data.images import ImageDataset
+    from dmlbench.data.dataset import ImageDataset
     from dmlbench.train import SeededViews, augmentation_seeds, image_transform
 
     cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path))

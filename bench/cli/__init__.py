@@ -26,8 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench-train": ("dmlbench.perf.bench_train", "add_bench_train_parser", "training images/s: input pipeline vs pre-loaded tensors"),
 }
 DATA_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "synth": ("dmlbench.data.synthshop", "add_data_synth_parser", "render the synthshop dataset (In-Shop format)"),
-    "check": ("dmlbench.data.check", "add_data_check_parser", "validate a dataset folder and count its splits"),
+    "synth": ("dmlbench.cli.data", "add_data_synth_parser", "render the synthshop dataset (In-Shop format)"),
+    "check": ("dmlbench.cli.data", "add_data_check_parser", "validate a dataset folder and count its splits"),
 }
 
 

@@ -1,21 +1,18 @@
-"""`dmlbench data check ROOT --dataset NAME`: are the files there, do the counts hold, do the images decode?"""
+"""What `dmlbench data check` reports: are the files there, do the counts hold, do the images decode?
+
+The command itself (parser, options, exit codes) is in dmlbench.cli.data.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dmlbench.config import load_yaml
 from dmlbench.data import DATASETS, DatasetError
-from dmlbench.data.images import scan_images
+from dmlbench.data.scan import scan_images
 from dmlbench.data.splits import split_summary
-
-EVAL_SPLITS = ("train", "val", "query", "gallery", "test")
 
 
 def check_dataset(
@@ -97,54 +94,3 @@ def format_report(report: dict[str, Any], max_bad: int = 20) -> str:
     else:
         lines.append("OK")
     return "\n".join(lines)
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` loader options, values parsed as YAML.
-
-    >>> parse_options(["train_classes=5", "crop_bboxes=true", "image_dir=img"])
-    {'train_classes': 5, 'crop_bboxes': True, 'image_dir': 'img'}
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise argparse.ArgumentTypeError(f"option '{pair}' must look like key=value")
-        key, raw = pair.split("=", 1)
-        out[key.strip()] = load_yaml(raw) if raw.strip() else ""
-    return out
-
-
-def run_data_check(args: argparse.Namespace) -> int:
-    try:
-        options = parse_options(args.option)
-    except argparse.ArgumentTypeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    report = check_dataset(
-        args.root, args.dataset, options=options, images=not args.no_images, progress=sys.stderr.isatty()
-    )
-    if args.json:
-        print(json.dumps(report, indent=None))
-    else:
-        print(format_report(report))
-    return 1 if report["problems"] else 0
-
-
-def add_data_check_parser(data_subparsers: argparse._SubParsersAction) -> None:
-    parser = data_subparsers.add_parser(
-        "check",
-        help="validate a dataset folder: annotation files, split counts, unreadable images",
-        description="Load a dataset's index from its official annotation files, report images and classes per "
-        "split and the attribute dimension, and fully decode every image (unless --no-images). Exits 1 when "
-        "anything is wrong. --json prints one object: {splits: {split: {images, classes}}, attributes: K or "
-        "null, problems: [...], bad_images: [...], notes: [...], protocol, ks}; only splits present are listed.",
-    )
-    parser.add_argument("root", type=Path, metavar="ROOT", help="the dataset folder as unpacked")
-    parser.add_argument("--dataset", required=True, help="dataset name: " + ", ".join(DATASETS.names()))
-    parser.add_argument("--no-images", action="store_true", help="check annotation files and counts only")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument(
-        "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-        help="loader option, as data.options in a config (e.g. -o train_classes=5); repeatable",
-    )
-    parser.set_defaults(func=run_data_check)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmlbench.data.base import DatasetError, DatasetIndex, Protocol
+from dmlbench.data.base import SPLITS, DatasetError, DatasetIndex, Protocol
 
 # Which splits a subset counts together: the evaluation images of one protocol share their classes.
 SUBSET_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -156,7 +156,7 @@ def build_index(
 def split_summary(index: DatasetIndex) -> dict[str, dict[str, int]]:
     """Images and classes per split present in the index."""
     out: dict[str, dict[str, int]] = {}
-    for split in ("train", "val", "query", "gallery", "test"):
+    for split in SPLITS:
         mask = index.splits == split
         if mask.any():
             out[split] = {"images": int(mask.sum()), "classes": len(np.unique(index.labels[mask]))}

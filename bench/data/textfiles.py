@@ -14,13 +14,23 @@ Row = tuple[int, list[str]]  # (1-based line number, whitespace-split tokens)
 REEXTRACT = "re-extract it from the official archive"
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def read_text(path: Path) -> str:
+    """The file's text, UTF-8 (else latin-1), without a leading byte-order mark.
+
+    Windows editors write a BOM when they re-save a list; kept, it would glue an invisible
+    character to the first token (a count line would no longer be a number).
+    """
     if not path.is_file():
         raise DatasetError(f"missing annotation file {path}; {REEXTRACT} or fix the dataset root")
+    data = path.read_bytes()
+    data = data.removeprefix(UTF8_BOM)
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        return path.read_text(encoding="latin-1")  # a few mirrors re-save the lists in Windows encodings
+        return data.decode("latin-1")  # a few mirrors re-save the lists in Windows encodings
 
 
 def split_rows(text: str) -> list[Row]:

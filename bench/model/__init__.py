@@ -17,7 +17,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dmlbench.data.images import IMAGENET_NORMALIZATION, Normalization
+from dmlbench.data.transforms import IMAGENET_NORMALIZATION, Normalization
 from dmlbench.registry import Registry
 
 

@@ -19,7 +19,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 
 from dmlbench.config import Config, apply_overrides, load_config
-from dmlbench.data.images import ImageDataset
+from dmlbench.data.dataset import ImageDataset
 from dmlbench.train import (
     Trainer,
     batch_tensors,

@@ -18,8 +18,10 @@ import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from dmlbench.data.images import IMAGENET_NORMALIZATION, ImageDataset, build_transform, scan_images
+from dmlbench.data.dataset import ImageDataset
+from dmlbench.data.scan import scan_images
 from dmlbench.data.synthshop import load_synthshop
+from dmlbench.data.transforms import IMAGENET_NORMALIZATION, build_transform
 from dmlbench.train import SeededViews, augmentation_seeds
 
 
