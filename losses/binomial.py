@@ -3,7 +3,9 @@
 BDL:  mean_P softplus(-alpha (s - beta)) + mean_N softplus(C alpha (s - beta))
 SBDL: mean_P softplus(-alpha ((s + g) - beta)) + mean_N softplus(C alpha ((s - g) - beta))   (SGML eqs. 6-8)
 where s is the cosine of the embeddings and g (SGML eq. 5) the cosine of the predicted attribute
-probabilities sigmoid(attr_logits). Both add ``lambda_attr * BCE(attr_logits, attr_targets)``.
+probabilities sigmoid(attr_logits). Both add ``lambda_attr * BCE(attr_logits, attr_targets)``, BCE the
+mean over the B x K attribute entries (SGML eq. 2 sums over the K attributes: ``lambda_attr`` is K times
+the paper's lambda).
 """
 
 from __future__ import annotations
@@ -171,6 +173,9 @@ class SoftBinomialDevianceLoss(MetricLoss):
 
     Defaults: alpha=2, beta=0.5 (SGML, In-Shop; CUB: alpha=3, beta=0.1). C=1 because eq. 8 has no cost
     factor. The paper gives no value for lambda; ``lambda_attr=1.0`` (equal weight) is our choice.
+    Units: our BCE is the mean over the B x K (image, attribute) entries, SGML eq. 2 sums it over the K
+    attributes of an image, so ``lambda_attr`` = K x the paper's lambda (per image, the batch averaged;
+    B x K x the paper's lambda if a batch is summed instead).
     ``detach_g=True`` (default) stops gradient through the attribute similarity g, so the attribute
     branch learns only from the BCE term; ``False`` lets the metric loss shape the attributes too.
     """

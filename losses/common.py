@@ -124,7 +124,8 @@ def require_attributes(
 
 
 def attribute_bce(attr_logits: torch.Tensor, attr_targets: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy over the (B, K) attribute logits (SGML's L_BCE)."""
+    """Mean binary cross-entropy over the (B, K) attribute logits: SGML's L_BCE (eq. 2) divided by K,
+    since eq. 2 sums over the K attributes of an image; a weight on it is K times the paper's."""
     return F.binary_cross_entropy_with_logits(attr_logits, attr_targets.to(attr_logits.dtype))
 
 

@@ -4,6 +4,10 @@
 reduced separately (``nonzero``: over pairs with a positive loss, as pytorch-metric-learning's
 ContrastiveLoss; ``mean``: over all pairs of that kind) and summed. Defaults are PML's
 (euclidean distance, pos_margin=0, neg_margin=1). With predefined triplets only their 2T pairs count.
+
+Exact duplicates (cosine >= 1) are at distance exactly 0, not at the 1e-6 where the euclidean
+distance is clamped for a finite gradient: a duplicate positive pair then has zero loss and does not
+count as active in the ``nonzero`` mean (as in PML).
 """
 
 from __future__ import annotations
@@ -59,20 +63,21 @@ class ContrastiveLoss(MetricLoss):
             tuples = check_tuples(tuples, len(embeddings))
             sim_ap, sim_an = tuple_similarities(F.normalize(embeddings, dim=1), tuples)
             sums = tuple_sums(sim_ap, sim_an)
-            pos, active_pos = reduce_losses(
-                F.relu(distance_from_cosine(sim_ap, self.distance) - self.pos_margin), self.reduction
-            )
-            neg, active_neg = reduce_losses(
-                F.relu(self.neg_margin - distance_from_cosine(sim_an, self.distance)), self.reduction
-            )
+            pos, active_pos = reduce_losses(F.relu(self._distance(sim_ap) - self.pos_margin), self.reduction)
+            neg, active_neg = reduce_losses(F.relu(self.neg_margin - self._distance(sim_an)), self.reduction)
         else:
             normed, sim = cosine_matrix(embeddings)
             pos_mask, neg_mask = label_masks(labels)
             sums = pair_similarity_sums(normed, labels)
-            dist = distance_from_cosine(sim, self.distance)
+            dist = self._distance(sim)
             pos, active_pos = reduce_losses(F.relu(dist - self.pos_margin), self.reduction, pos_mask)
             neg, active_neg = reduce_losses(F.relu(self.neg_margin - dist), self.reduction, neg_mask)
         self.last_stats = stats_from_sums(
             sums, active_pairs=active_pos + active_neg, pos_loss=pos, neg_loss=neg
         )
         return pos + neg
+
+    def _distance(self, sim: torch.Tensor) -> torch.Tensor:
+        """Distance from cosine, exactly 0 for duplicates; the clamped branch keeps gradients finite."""
+        dist = distance_from_cosine(sim, self.distance)
+        return torch.where(sim >= 1.0, torch.zeros_like(dist), dist) if self.distance == "euclidean" else dist

@@ -8,6 +8,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from dmlbench.config import ConfigError
+from dmlbench.labels import class_ids
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -25,7 +28,8 @@ class BatchSampler:
     """Yields the batches of one epoch, deterministically from (seed, epoch).
 
     Constructed as ``Sampler(labels, *, seed, groups=None, batches_per_epoch=None, **params)`` where
-    ``labels`` are the class ids of the training images (positions = dataset indices) and ``groups``
+    ``labels`` are the classes of the training images (positions = dataset indices; integers, floats or
+    strings, compared exactly; ``self.labels`` holds them as int64 class ids) and ``groups``
     an optional coarse category per image (for category-aware samplers).
     """
 
@@ -39,7 +43,10 @@ class BatchSampler:
         groups: np.ndarray | None = None,
         batches_per_epoch: int | None = None,
     ) -> None:
-        self.labels = np.asarray(labels, dtype=np.int64)
+        try:  # integer labels stay as they are; floats and strings become exact class ids
+            (self.labels,) = class_ids(labels)
+        except ValueError as err:
+            raise ConfigError(f"sampler training labels: {err}") from None
         self.seed = int(seed)
         self.groups = None if groups is None else np.asarray(groups)
         self._batches_per_epoch = batches_per_epoch

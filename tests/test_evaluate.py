@@ -184,6 +184,36 @@ def test_count_relevant_handles_absent_labels():
     assert count_relevant(np.array([3, 4]), np.array([1, 2]), leave_one_out=False).tolist() == [0, 0]
 
 
+# Each row's nearest neighbour (leave-one-out) is the next row of the *other* label: recall@1 is 0.
+PAIRED_X = [[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]]
+
+
+def test_float_labels_are_compared_exactly():
+    # Casting to int made 0.1 and 0.2 one class: every nearest neighbour a hit (recall@1 1.0).
+    m = retrieval_metrics(PAIRED_X, [0.1, 0.2, 0.1, 0.2], ks=(1,), backend="torch")
+    assert m == retrieval_metrics(PAIRED_X, [1, 2, 1, 2], ks=(1,), backend="torch")
+    assert m["recall@1"] == 0.0 and m["num_queries"] == 4
+
+
+def test_string_labels_are_compared_exactly():
+    m = retrieval_metrics(PAIRED_X, ["7", "07", "7", "07"], ks=(1,), backend="torch")  # int() merged them
+    assert m["recall@1"] == 0.0 and m["num_queries"] == 4
+    m = retrieval_metrics(PAIRED_X, np.array(["a", "b", "a", "b"], dtype=object), ks=(1,), backend="torch")
+    assert m == retrieval_metrics(PAIRED_X, [1, 2, 1, 2], ks=(1,), backend="torch")
+    # Query and gallery labels share one mapping: "b" matches "b" across the two arrays.
+    m = retrieval_metrics([[1.0, 0.0]], ["b"], [[1.0, 0.0], [0.9, 0.1]], ["a", "b"], ks=(1, 2), backend="torch")
+    assert (m["recall@1"], m["recall@2"], m["r_precision"]) == (0.0, 1.0, 0.0)
+
+
+def test_unusable_labels_fail_with_the_reason():
+    with pytest.raises(ValueError, match="NaN"):
+        retrieval_metrics(PAIRED_X, [0.1, math.nan, 0.1, 0.2], backend="torch")
+    with pytest.raises(ValueError, match="mix numbers and strings"):
+        retrieval_metrics([[1.0, 0.0]], [1], [[1.0, 0.0]], ["1"], backend="torch")
+    with pytest.raises(ValueError, match="1-D"):
+        retrieval_metrics(PAIRED_X, [[0], [1], [0], [1]], backend="torch")
+
+
 # ----------------------------------------------------------------------------- brute-force reference
 
 

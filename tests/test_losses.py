@@ -118,6 +118,29 @@ def test_contrastive_hand_value() -> None:
     assert value_mean.item() == pytest.approx((d_r + math.sqrt(2)) / 2 + (1 - d_r) / 4, abs=1e-12)
 
 
+def test_contrastive_exact_duplicate_positive_is_not_active() -> None:
+    # e0 = e1 (a duplicate positive pair, d = 0), e2 = (0, 1), e3 = (.6, .8); labels [0, 0, 1, 1].
+    # Positives: d01 = 0 -> loss 0, inactive; d23 = sqrt(2 - 2 * .8) = sqrt(.4) -> mean over active sqrt(.4).
+    # Negatives (margin 1): d02 = d12 = sqrt(2) -> 0; d03 = d13 = sqrt(2 - 2 * .6) = sqrt(.8) -> 1 - sqrt(.8).
+    # Total sqrt(.4) + 1 - sqrt(.8) = 0.7380; counting the duplicate (clamped at d = 1e-6) gave 0.4218.
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    want = math.sqrt(0.4) + 1 - math.sqrt(0.8)
+    loss = build("contrastive")
+    value = loss(emb, labels)
+    assert value.item() == pytest.approx(want, abs=1e-12) and round(want, 4) == 0.7380
+    assert value.item() == pytest.approx(build("contrastive-pml")(emb, labels).item(), abs=1e-9)
+    assert loss.last_stats["active_pairs"] == 2 + 4  # ordered pairs (2,3), (3,2); (0,3), (3,0), (1,3), (3,1)
+    (grad,) = torch.autograd.grad(value, emb)
+    assert torch.isfinite(grad).all()
+    # The same pairs as predefined triplets (anchor, positive, negative): (0, 1, 3) and (2, 3, 0).
+    tuples = torch.tensor([[0, 1, 3], [2, 3, 0]])
+    value = loss(emb, labels, tuples=tuples)
+    assert value.item() == pytest.approx(math.sqrt(0.4) + 1 - math.sqrt(0.8), abs=1e-12)
+    assert value.item() == pytest.approx(build("contrastive-pml")(emb, labels, tuples=tuples).item(), abs=1e-9)
+    assert torch.isfinite(torch.autograd.grad(value, emb)[0]).all()
+
+
 def test_batch_hard_hand_value() -> None:
     d_r = math.sqrt(2 - 2 * R)
     loss = build("batch-hard", margin=0.2)

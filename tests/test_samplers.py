@@ -319,6 +319,30 @@ def test_bad_parameters_fail_with_clear_messages() -> None:
     assert SAMPLERS.params("image-wise") == {"anchors_per_batch": 60}
 
 
+@pytest.mark.parametrize(("name", "params"), SAMPLER_CASES)
+def test_float_and_string_labels_are_classes_by_exact_equality(name: str, params: dict) -> None:
+    # Casting to int64 made 0.1, 0.2, 0.3 one class ("needs at least 2 training classes"), merged
+    # "7" and "07", and failed on "a". The batches equal those of the same classes as integers.
+    codes = np.random.default_rng(3).permutation(np.repeat(np.arange(6), 5))
+    groups = codes % 3
+    want = all_batches(samplers.build(name, codes, seed=11, groups=groups, **params), 2)
+    for labels in (
+        np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])[codes],
+        np.array(["07", "7", "a", "b", "c", "d"])[codes],
+        np.array(["07", "7", "a", "b", "c", "d"], dtype=object)[codes],
+    ):
+        sampler = samplers.build(name, labels, seed=11, groups=groups, **params)
+        assert sampler.labels.tolist() == codes.tolist()
+        assert _same(all_batches(sampler, 2), want)
+
+
+def test_unusable_labels_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="NaN"):
+        samplers.build("batch-wise", np.array([0.5, 0.5, np.nan, 1.5]), seed=0)
+    with pytest.raises(ConfigError, match="1-D"):
+        samplers.build("batch-wise", np.zeros((4, 2), dtype=int), seed=0)
+
+
 def test_incompatible_loss_and_sampler_fail_at_config_time() -> None:
     # The trainer's one check (dmlbench.validation.compat) reads the sampler's layout and the loss's flags.
     layouts = {name: SAMPLERS.get(name).layout for name in SAMPLERS.names()}

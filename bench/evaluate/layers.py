@@ -1,0 +1,62 @@
+"""Score every layer's features of one extraction pass under an evaluation protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from dmlbench.evaluate.metrics import retrieval_metrics
+
+PROTOCOLS: tuple[str, ...] = ("query-gallery", "leave-one-out")
+
+
+def evaluate_layers(
+    features: Mapping[str, torch.Tensor],
+    labels: np.ndarray,
+    splits: np.ndarray,
+    protocol: str,
+    ks: Sequence[int],
+    attributes: np.ndarray | None = None,
+    backend: str = "auto",
+) -> dict[str, dict[str, float | int]]:
+    """Score every layer's features (Emb / FC / Conv from one extraction pass) under a protocol.
+
+    ``features[layer]``: (N, D) rows in the order of ``labels``/``splits``. "query-gallery" ranks
+    the rows whose split is "query" against those whose split is "gallery" (other rows unused);
+    "leave-one-out" uses every row as query and gallery. Features are L2-normalised here.
+
+    >>> feats = {"emb": torch.tensor([[1.0, 0.0], [0.9, 0.2], [0.0, 1.0], [0.1, 0.9]])}
+    >>> out = evaluate_layers(feats, np.array([0, 0, 1, 1]), np.array(["query", "gallery", "query", "gallery"]),
+    ...                       "query-gallery", ks=(1,), backend="torch")
+    >>> out["emb"]["recall@1"], out["emb"]["num_queries"]
+    (1.0, 2)
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    labels = np.asarray(labels)
+    splits = np.asarray(splits)
+    if protocol == "query-gallery":
+        q_rows, g_rows = np.flatnonzero(splits == "query"), np.flatnonzero(splits == "gallery")
+        if not len(q_rows) or not len(g_rows):
+            raise ValueError(f"query-gallery protocol needs 'query' and 'gallery' rows, got {len(q_rows)} and {len(g_rows)}")
+    results: dict[str, dict[str, float | int]] = {}
+    for layer, feats in features.items():
+        if len(feats) != len(labels):
+            raise ValueError(f"layer {layer!r}: {len(feats)} feature rows for {len(labels)} labels")
+        if protocol == "leave-one-out":
+            results[layer] = retrieval_metrics(feats, labels, ks=ks, query_attrs=attributes, backend=backend)
+        else:
+            q_idx, g_idx = torch.as_tensor(q_rows), torch.as_tensor(g_rows)
+            results[layer] = retrieval_metrics(
+                feats[q_idx.to(feats.device)],
+                labels[q_rows],
+                feats[g_idx.to(feats.device)],
+                labels[g_rows],
+                ks=ks,
+                query_attrs=None if attributes is None else attributes[q_rows],
+                gallery_attrs=None if attributes is None else attributes[g_rows],
+                backend=backend,
+            )
+    return results
