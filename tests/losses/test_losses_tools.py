@@ -13,8 +13,8 @@ from dmlbench.losses import LOSSES, build
 from dmlbench.perf.time_losses import FLOOR_NAME, format_table, make_inputs, time_losses
 from dmlbench.validation.compat import compatibility_error
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGINS = Path(__file__).resolve().parent / "plugins"
+REPO = Path(__file__).resolve().parents[2]
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 # ---------------------------------------------------------------- compatibility

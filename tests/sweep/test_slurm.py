@@ -23,7 +23,7 @@ from dmlbench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_s
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 LOCAL_PROFILE = str(REPO / "slurm" / "profiles" / "local.yaml")
 

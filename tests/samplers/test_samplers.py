@@ -19,7 +19,7 @@ from dmlbench.samplers import SAMPLERS
 from dmlbench.samplers.category_balanced import split_evenly
 from dmlbench.validation.compat import compatibility_error
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 INSHOP_PARTITION = DATA / "inshop" / "list_eval_partition.RECONSTRUCTED.txt"
 
 PROPERTY = settings(max_examples=40, deadline=None)

