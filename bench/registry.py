@@ -9,34 +9,32 @@
 >>> THINGS.get("dubble")
 Traceback (most recent call last):
 ...
-KeyError: "unknown thing 'dubble'; did you mean 'double'? Known: double"
+dmlbench.errors.UnknownNameError: unknown thing 'dubble'; did you mean 'double'? Known: double
 >>> THINGS.params("double")
 {'x': '<required>', 'scale': 2}
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from dmlbench.errors import (
+    ConfigError,
+    MissingModuleError,
+    UnknownNameError,
+    closest,
+    did_you_mean,
+    unknown_name,
+)
+
+__all__ = ["HARNESS_ARGS", "Registry", "closest", "import_plugins", "signature_params"]
+
 T = TypeVar("T")
 
 _REQUIRED = "<required>"
-
-
-def closest(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:
-    """The candidate closest to `name`, or None when nothing is reasonably close."""
-    hits = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return hits[0] if hits else None
-
-
-def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
-    hint = closest(name, known)
-    did_you_mean = f"; did you mean '{hint}'?" if hint else ""
-    return f"unknown {kind} '{name}'{did_you_mean} Known: {', '.join(sorted(known))}"
 
 
 class Registry(Generic[T]):
@@ -66,7 +64,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(unknown_name_message(self.kind, name, list(self._entries))) from None
+            raise UnknownNameError(unknown_name(self.kind, name, self._entries)) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -82,19 +80,18 @@ class Registry(Generic[T]):
         return signature_params(self.get(name))
 
     def check_params(self, name: str, params: dict[str, Any]) -> None:
-        """Raise ValueError for a parameter the entry does not take, naming the closest valid one."""
+        """Raise ConfigError (a ValueError) for a parameter the entry does not take, naming the closest
+        valid one; UnknownNameError (a KeyError) for an unknown `name`."""
         valid = signature_params(self.get(name))
         for key in params:
             if key not in valid:
-                hint = closest(key, list(valid))
-                did_you_mean = f" did you mean '{hint}'?" if hint else ""
-                raise ValueError(
-                    f"{self.kind} '{name}' has no parameter '{key}';{did_you_mean} "
+                raise ConfigError(
+                    f"{self.kind} '{name}' has no parameter '{key}'{did_you_mean(key, valid) or ';'} "
                     f"valid parameters: {', '.join(valid) or '(none)'}"
                 )
         missing = [k for k, v in valid.items() if v == _REQUIRED and k not in params]
         if missing:
-            raise ValueError(f"{self.kind} '{name}' needs parameter(s): {', '.join(missing)}")
+            raise ConfigError(f"{self.kind} '{name}' needs parameter(s): {', '.join(missing)}")
 
 
 # Parameters every entry of a kind receives from the harness rather than from the user's config.
@@ -120,7 +117,7 @@ def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            raise ImportError(
+            raise MissingModuleError(
                 f"could not import plugin module '{module}': {err}. Make sure it is importable "
                 "(installed, or its folder is on PYTHONPATH / the current directory)."
             ) from err

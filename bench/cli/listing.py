@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from tabulate import tabulate
+
+KINDS = ("losses", "samplers", "datasets", "backbones", "sweeps")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", choices=KINDS)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(describe_registries(args.what))
+    return 0
 
 
 def _fmt_params(params: dict[str, Any]) -> str:

@@ -68,18 +68,16 @@ def quickstart_table(sweep_dir: Path) -> str:
     return to_markdown(table) if table is not None else "(no table)"
 
 
-def add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="generate synthshop and run the quick-start sweep on CPU")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiny", action="store_true", help="tiny dataset and short runs (about 2 minutes)")
     p.add_argument("--executor", choices=["inline", "local"], default="inline")
     p.add_argument("--data-dir", default="data", help="where synthshop is generated (default: data/)")
     p.add_argument("--out", default=None, help="sweep folder (default: sweeps/quickstart[-tiny])")
     p.add_argument("--report", default=None, help="report folder (default: <sweep folder>/report)")
     p.add_argument("--no-plots", action="store_true", help="tables only (plots take ~30 s with t-SNE)")
-    p.set_defaults(func=cmd_quickstart)
 
 
-def cmd_quickstart(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from dmlbench.data.synthshop import generate_synthshop
     from dmlbench.results.report import write_report
     from dmlbench.sweep import run_sweep, sweep_from_dict

@@ -18,11 +18,8 @@ import torchvision
 from torch import nn
 
 from dmlbench.data.transforms import IMAGENET_NORMALIZATION, Normalization
+from dmlbench.errors import MissingModuleError, WeightsMissingError
 from dmlbench.registry import Registry
-
-
-class WeightsMissingError(FileNotFoundError):
-    """Pretrained weights were asked for but the file is not on disk."""
 
 
 @dataclass(frozen=True)
@@ -118,11 +115,12 @@ BACKBONES.register("efficientnet_lite0")(
 
 
 def require_packages(backbone: str) -> None:
-    """Raise ImportError naming the pip command when a package `backbone` needs is not installed."""
+    """Raise MissingModuleError (an ImportError) naming the pip command when a package `backbone` needs
+    is not installed."""
     spec = BACKBONES.get(backbone)
     missing = [name for name in spec.requires if importlib.util.find_spec(name) is None]
     if missing:
-        raise ImportError(
+        raise MissingModuleError(
             f"backbone {backbone} needs the package(s) {', '.join(missing)}, which are not installed: "
             f"{spec.install_hint}"
         )

@@ -15,22 +15,19 @@ On random clustered data (leave-one-out, like SOP/CUB) it measures, in one proce
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from dmlbench.evaluate import (
-    BACKENDS,
     DEFAULT_CHUNK_BYTES,
     TorchKnn,
     l2_normalize,
@@ -237,45 +234,3 @@ def format_report(r: BenchReport) -> str:
 
 def _samples(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.2f}" for v in values) + "] s"
-
-
-def bench_eval_command(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    report = run_bench(
-        n=args.n, dim=args.dim, classes=args.classes, ks=tuple(args.ks), device=args.device,
-        backend=args.backend, compare_pml=args.compare_pml, seed=args.seed,
-        chunk_bytes=int(args.chunk_mib * 2**20), repeat=args.repeat,
-    )  # fmt: skip
-    print(format_report(report))
-    if args.json:
-        payload = asdict(report) | {"pml_speedup": report.pml_speedup}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
-    return 0
-
-
-def add_bench_eval_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "bench-eval",
-        help="time exact kNN + retrieval metrics against the GEMM floor (random clustered data)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--n", type=int, default=60000, help="number of embeddings (queries = gallery)")
-    p.add_argument("--dim", type=int, default=512, help="embedding dimension")
-    p.add_argument("--classes", type=int, default=None, help="number of classes (default n // 50)")
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 10], help="K values for recall/precision@K")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cpu; 'auto' backend uses cuda if visible)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="kNN backend")
-    p.add_argument(
-        "--compare-pml",
-        action="store_true",
-        help="also time PML's AccuracyCalculator (default settings rank the whole gallery: O(n^2) "
-        "memory, ~6 GB at n=10k, tens of GB at 60k)",
-    )
-    p.add_argument("--repeat", type=int, default=1, help="alternate eval and floor R times; report the min of each")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--chunk-mib", type=float, default=DEFAULT_CHUNK_BYTES / 2**20, help="similarity block per chunk")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
-    p.set_defaults(func=bench_eval_command)

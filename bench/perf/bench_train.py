@@ -8,17 +8,15 @@ limits throughput; well below 1 means more `train.num_workers` (or faster decodi
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tabulate import tabulate
 from torch.utils.data import DataLoader
 
-from dmlbench.config import Config, apply_overrides, load_config
+from dmlbench.config import Config
 from dmlbench.data.dataset import ImageDataset
 from dmlbench.train import (
     Trainer,
@@ -93,37 +91,3 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     _sync(device)
     tensors = images_seen / (time.perf_counter() - start)
     return ThroughputResult(cfg.train.amp, cfg.train.compile, pipeline, tensors)
-
-
-def add_bench_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench-train", help="training images/s: real input pipeline vs pre-loaded tensors")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--amp", default=None, help="comma list of train.amp settings to compare, e.g. off,bf16 (CUDA)")
-    p.add_argument(
-        "--compile",
-        default=None,
-        help="comma list of train.compile settings to compare, e.g. off,default (compilation happens in --warmup)",
-    )
-    p.set_defaults(func=cmd_bench_train)
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    amps = args.amp.split(",") if args.amp else [cfg.train.amp]
-    compiles = args.compile.split(",") if args.compile else [cfg.train.compile]
-    rows = []
-    for amp, compile_mode in itertools.product(amps, compiles):
-        result = measure(apply_overrides(cfg, [f"train.amp={amp}", f"train.compile={compile_mode}"]), args.steps, args.warmup)
-        rows.append(
-            [amp, compile_mode, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"]
-        )
-    device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
-    print(
-        f"bench-train on {device}: {cfg.model.backbone} at {cfg.data.image_size} px, {cfg.sampler.name}, "
-        f"num_workers={cfg.train.num_workers}, {args.steps} timed steps"
-    )
-    print(tabulate(rows, headers=["amp", "compile", "pipeline img/s", "pre-loaded img/s", "ratio"], tablefmt="github"))
-    return 0

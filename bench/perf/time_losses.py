@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -203,62 +202,5 @@ def select_losses(patterns: str | None) -> list[str]:
         return LOSSES.names()
     names = [p.strip() for p in patterns.split(",") if p.strip()]
     for name in names:
-        LOSSES.get(name)  # raises KeyError naming the closest registered loss
+        LOSSES.get(name)  # raises UnknownNameError naming the closest registered loss
     return names
-
-
-def run_time_losses(args: argparse.Namespace) -> int:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        names = select_losses(args.losses)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
-        return 2
-    failures: list[str] = []
-
-    def report(name: str, err: Exception) -> None:
-        failures.append(name)
-        print(f"warning: loss '{name}' failed and is left out: {type(err).__name__}: {err}", file=sys.stderr)
-
-    rows = time_losses(
-        names,
-        args.batch,
-        args.dim,
-        device=args.device,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        num_attributes=args.attributes,
-        seed=args.seed,
-        on_error=report,
-    )
-    print(
-        f"forward+backward, median of {args.repeats} on {args.device} ({torch.get_num_threads()} threads); "
-        f"{FLOOR_NAME} = E @ E.T forward + backward (3 GEMMs)"
-    )
-    print(format_table(rows))
-    return 1 if failures else 0
-
-
-def add_time_losses_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "time-losses",
-        help="time every loss (forward+backward) against the matrix-multiply floor",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--batch", type=parse_int_list, default=list(DEFAULT_BATCHES), help="e.g. 128,256,512,1024"
-    )
-    parser.add_argument("--dim", type=parse_int_list, default=list(DEFAULT_DIMS), help="e.g. 128,512")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
-    parser.add_argument("--losses", default=None, help="comma-separated loss names (default: all registered)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per loss and shape (median)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
-    parser.add_argument("--attributes", type=int, default=32, help="K for losses that need attributes")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=run_time_losses)

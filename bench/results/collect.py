@@ -1,6 +1,6 @@
 """Run folders -> one long-format results table (one row per run x layer x metric x K).
 
-A run folder is any directory holding ``config.yaml`` (see bench/rundir.py). Only *finished* runs
+A run folder is any directory holding ``config.yaml`` (see dmlbench.rundir). Only *finished* runs
 (``DONE`` marker and a readable ``metrics.json``) become rows; failed, unfinished and broken runs are
 listed separately so they can never be mixed into a table.
 
@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from dmlbench import rundir
-from dmlbench.config import load_yaml
+from dmlbench.config import get_dotted, load_yaml, normalise_key
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
 STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
@@ -50,7 +50,6 @@ LONG_COLUMNS: tuple[str, ...] = (
     "excluded_queries",
     "path",
 )
-EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
 # Folders that never hold run folders: skipping them keeps the walk fast on big sweep trees.
 _SKIP_DIRS = frozenset({"submitit", "__pycache__", "report", ".git"})
 
@@ -96,25 +95,6 @@ def canonical_value(value: Any) -> Any:
     if isinstance(value, list | tuple | dict):
         return json.dumps(value, sort_keys=True)
     return value
-
-
-def _normalise_grid_key(key: str) -> str:
-    # `loss=sbdl` is the CLI shorthand for `loss.name=sbdl` (dmlbench.config.parse_override).
-    return f"{key}.name" if key in ("loss", "sampler") else key
-
-
-def get_dotted(data: dict[str, Any], key: str) -> Any:
-    """`get_dotted({"a": {"b": 1}}, "a.b")` -> 1; missing -> None.
-
-    >>> get_dotted({"loss": {"params": {"alpha": 2}}}, "loss.params.alpha"), get_dotted({}, "x.y")
-    (2, None)
-    """
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 @dataclass(frozen=True)
@@ -163,15 +143,6 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _last_error_line(path: Path) -> str:
-    """The exception line of a traceback: its last non-empty line says what went wrong."""
-    try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError as err:
-        return f"unreadable error.txt: {err}"
-    return lines[-1] if lines else "(empty error.txt)"
-
-
 def run_keys(
     run_dir: Path, config: dict[str, Any], extra_keys: Sequence[str] = (), has_cell: bool = True
 ) -> tuple[str | None, dict[str, Any]]:
@@ -183,7 +154,7 @@ def run_keys(
         return None, keys
     cell = json.loads((run_dir / rundir.CELL).read_text())
     for key, value in (cell.get("grid") or {}).items():
-        key = _normalise_grid_key(key)
+        key = normalise_key(key)
         if key != "seed":
             keys[key] = canonical_value(value)
     return cell.get("sweep"), keys
@@ -196,9 +167,10 @@ def _read_run(
     names = {e.name for e in os.scandir(run_dir)}
     rel = os.path.relpath(run_dir, root)
     fallback_id = run_dir.name
-    if rundir.DONE not in names:
-        if rundir.ERROR in names:
-            return [], RunProblem(fallback_id, rel, "failed", _last_error_line(run_dir / rundir.ERROR))
+    state = rundir.run_state(run_dir, names)
+    if state != "done":
+        if state == "failed":
+            return [], RunProblem(fallback_id, rel, "failed", rundir.error_summary(run_dir))
         return [], RunProblem(fallback_id, rel, "started", "no DONE marker (running, queued or interrupted)")
     try:
         metrics = json.loads((run_dir / rundir.METRICS).read_text())
@@ -342,7 +314,7 @@ def collect_history(run_dirs: Iterable[Path], extra_keys: Sequence[str] = ()) ->
 
 def iter_embedding_samples(run_dirs: Iterable[Path]) -> Iterator[Path]:
     for run_dir in run_dirs:
-        path = Path(run_dir) / EMBEDDINGS_SAMPLE
+        path = Path(run_dir) / rundir.EMBEDDINGS_SAMPLE
         if path.is_file():
             yield path
 

@@ -23,12 +23,9 @@ The exit code is 1 when any cell is `worse`, 2 when nothing matched, else 0.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +33,7 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
-from dmlbench.results.collect import config_columns, load_frame, metric_key, split_metric
+from dmlbench.results.collect import config_columns, metric_key, split_metric
 from dmlbench.results.tables import short_key, summarize
 
 # Never matched away automatically: comparing across datasets is never meaningful.
@@ -253,56 +250,3 @@ def format_comparison(result: Comparison, scale: float = 100.0) -> str:
             + (f" (found automatically: {', '.join(result.auto_by)})" if result.auto_by else "")
         )
     return "\n".join(head) + "\n\n" + tabulate(body, headers, tablefmt="pipe", disable_numparse=True)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "compare",
-        help="compare NEW results against a BASELINE; exit 1 when any cell is significantly worse",
-        description=__doc__.split("\n\n>>>")[0] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("new", type=Path, metavar="NEW", help="results folder or results.csv/.parquet")
-    parser.add_argument(
-        "baseline", type=Path, metavar="BASELINE", help="results folder or results.csv/.parquet"
-    )
-    parser.add_argument(
-        "--metric", default="recall@1", help="e.g. recall@1, precision@10, map@r (default recall@1)"
-    )
-    parser.add_argument("--layer", default="emb", help="emb | fc | conv (default emb)")
-    parser.add_argument(
-        "--by", action="append", default=[], metavar="KEY", help="config key that differs (repeatable)"
-    )
-    parser.add_argument(
-        "--min-diff",
-        type=float,
-        default=0.0,
-        help="difference (as a fraction) too small to matter (default 0)",
-    )
-    parser.add_argument("--csv", type=Path, default=None, help="also write the per-cell comparison here")
-    parser.set_defaults(func=run_compare_command)
-    return parser
-
-
-def run_compare_command(args: argparse.Namespace) -> int:
-    try:
-        new, base = load_frame(args.new), load_frame(args.baseline)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_NO_MATCH
-    result = compare_frames(
-        new, base, metric=args.metric, layer=args.layer, by=args.by, min_diff=args.min_diff
-    )
-    print(format_comparison(result))
-    if args.csv is not None:
-        result.cells.to_csv(args.csv, index=False)
-    code = result.exit_code()
-    if code == EXIT_WORSE:
-        print(
-            f"\nregression: {int((result.cells['verdict'] == 'worse').sum())} cell(s) significantly worse",
-            file=sys.stderr,
-        )
-    return code

@@ -12,7 +12,6 @@ works headless and never leaks figures between calls.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from dmlbench.results.collect import collect, collect_history, config_columns, load_frame, metric_key
+from dmlbench.results.collect import config_columns, metric_key
 from dmlbench.results.tables import short_key, summarize
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
@@ -276,92 +275,3 @@ def plot_embedding(
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-def add_plot_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "plot", help="draw recall curves, alpha/beta heatmaps, training curves, embeddings"
-    )
-    kinds = parser.add_subparsers(dest="plot_kind", metavar="KIND")
-    kinds.required = True
-
-    recall = kinds.add_parser(
-        "recall", help="Recall@K curves per method from a results folder or results.csv"
-    )
-    recall.add_argument("source", type=Path, help="results folder, results.csv or results.parquet")
-    recall.add_argument("--layer", default="emb")
-    recall.add_argument("--metric", default="recall")
-    recall.add_argument("--by", default="loss.name", help="config key: one line per value")
-
-    heat = kinds.add_parser("heatmap", help="metric over two config keys (SGML Figs. 7/8)")
-    heat.add_argument("source", type=Path)
-    heat.add_argument("--rows", default="loss.params.alpha")
-    heat.add_argument("--cols", default="loss.params.beta")
-    heat.add_argument("--metric", default="recall@1")
-    heat.add_argument("--layer", default="emb")
-
-    curves = kinds.add_parser("curves", help="training loss and validation metric per epoch")
-    curves.add_argument("source", type=Path, help="a run folder or a results folder (finished runs)")
-    curves.add_argument("--by", default="loss.name")
-
-    embed = kinds.add_parser("embedding", help="PCA / t-SNE / UMAP of a run's embeddings_sample.npz")
-    embed.add_argument("run_dir", type=Path)
-    embed.add_argument(
-        "--attribute", default=None, help="attribute name to colour by (default: most balanced)"
-    )
-    embed.add_argument("--methods", default=None, help="comma list of pca,tsne,umap (default: all available)")
-    embed.add_argument("--max-points", type=int, default=1500)
-
-    for sub in (recall, heat, curves, embed):
-        sub.add_argument("--out", type=Path, default=Path("plots"), help="output folder (default: ./plots)")
-    parser.set_defaults(func=run_plot_command)
-    return parser
-
-
-def run_plot_command(args: argparse.Namespace) -> int:
-    from dmlbench.results.collect import split_metric
-
-    written: list[Path] = []
-    if args.plot_kind in ("recall", "heatmap"):
-        frame = load_frame(args.source)
-        for dataset in sorted(frame["dataset"].dropna().unique()):
-            if args.plot_kind == "recall":
-                stem = args.out / f"recall_{dataset}_{args.layer}"
-                written += plot_recall_curves(
-                    frame, stem, dataset=dataset, layer=args.layer, metric=args.metric, by=args.by
-                )
-            else:
-                metric, k = split_metric(args.metric)
-                stem = args.out / f"heatmap_{dataset}_{short_key(args.rows)}_{short_key(args.cols)}"
-                written += plot_heatmap(
-                    frame,
-                    stem,
-                    dataset=dataset,
-                    row_key=args.rows,
-                    col_key=args.cols,
-                    metric=metric,
-                    k=k or 1,
-                    layer=args.layer,
-                )
-    elif args.plot_kind == "curves":
-        run_dirs = [args.source] if (args.source / "config.yaml").is_file() else collect(args.source).finished
-        written += plot_training_curves(collect_history(run_dirs), args.out / "training_curves", by=args.by)
-    else:
-        sample = args.run_dir / "embeddings_sample.npz"
-        if not sample.is_file():
-            print(f"no {sample.name} in {args.run_dir} (the trainer writes it at the end of a run)")
-            return 2
-        methods = args.methods.split(",") if args.methods else None
-        written += plot_embedding(
-            sample,
-            args.out / f"embedding_{args.run_dir.name}",
-            methods=methods,
-            attribute=args.attribute,
-            max_points=args.max_points,
-        )
-    if not written:
-        print("nothing to plot: the results do not contain what this plot needs")
-        return 2
-    for path in written:
-        print(path)
-    return 0

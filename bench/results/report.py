@@ -12,9 +12,7 @@ Layout of `out_dir`::
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -137,39 +135,3 @@ def _write_report(
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-def add_collect_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "collect",
-        help="collect finished run folders into tables (md/tex/csv) and plots",
-        description=(
-            "Read every finished run folder under SWEEP_DIR into one long table (results.csv/.parquet), then "
-            "write the standard tables and plots. Unfinished and failed runs are listed, never mixed in."
-        ),
-    )
-    parser.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/report)")
-    parser.add_argument("--paper", action="store_true", help="show the published numbers beside ours")
-    parser.add_argument(
-        "--tables", type=Path, default=None, metavar="YAML", help="table specs (default: the presets)"
-    )
-    parser.add_argument("--no-plots", action="store_true", help="tables only (faster)")
-    parser.set_defaults(func=run_collect_command)
-    return parser
-
-
-def run_collect_command(args: argparse.Namespace) -> int:
-    if not args.sweep_dir.is_dir():
-        print(f"error: results folder not found: {args.sweep_dir}", file=sys.stderr)
-        return 2
-    out_dir: Path = args.out or (args.sweep_dir / "report")
-    specs = load_specs(args.tables) if args.tables else None
-    written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
-    print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
-    if not collection.finished and not collection.problems:
-        print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)
-    else:
-        print("\n" + format_problems(collection.problems), file=sys.stderr)
-    print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
-    return 0

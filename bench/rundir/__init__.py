@@ -8,7 +8,8 @@ Layout of ``<output_dir>/<run_id>/``::
     checkpoint.pt    model/optimizer/scheduler/sampler/RNG state of the last completed step
     metrics.json     {"run_id", "dataset", "protocol", "epoch", "layers": {layer: {metric: value}}}
     run.log          human-readable log (data problems, skipped images, timings)
-    error.txt        traceback of the last failure (removed when a later attempt succeeds)
+    error.txt        summary line + traceback of the last failure (removed when a later attempt succeeds)
+    embeddings_sample.npz  a sample of evaluation embeddings and labels, for the embedding plots
     DONE             written last, atomically: a run is finished only when this marker exists
 
 Every write is atomic (temp file + fsync + rename), so a killed job never leaves a half-written
@@ -31,11 +32,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 LOG = "run.log"
 ERROR = "error.txt"
+EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
 DONE = "DONE"
-
-
-class RunFinishedError(RuntimeError):
-    """Refusing to write into a run folder that is already finished."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -81,11 +79,6 @@ def mark_done(run_dir: Path, info: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / DONE, {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
 
 
-def ensure_writable(run_dir: Path) -> None:
-    if is_done(run_dir):
-        raise RunFinishedError(f"{run_dir} is finished (has {DONE}); refusing to overwrite its results")
-
-
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -115,13 +108,31 @@ def append_log(run_dir: Path, line: str) -> None:
         fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
-def run_state(run_dir: Path) -> str:
-    """done | failed | started | empty — as read from the folder alone (no scheduler involved)."""
-    run_dir = Path(run_dir)
-    if (run_dir / DONE).is_file():
+def run_state(run_dir: Path, names: set[str] | None = None) -> str:
+    """done | failed | started | empty, read from the folder alone (no scheduler involved).
+
+    `names`: the folder's entries when the caller has listed it already (saves a stat per file).
+    """
+    if names is None:
+        run_dir = Path(run_dir)
+        names = {name for name in (DONE, ERROR, CONFIG) if (run_dir / name).is_file()}
+    if DONE in names:
         return "done"
-    if (run_dir / ERROR).is_file():
+    if ERROR in names:
         return "failed"
-    if (run_dir / CONFIG).is_file():
+    if CONFIG in names:
         return "started"
     return "empty"
+
+
+def error_summary(run_dir: Path) -> str:
+    """The one line saying why a run failed: the summary line a failed run writes first in error.txt,
+    or the last line of a bare traceback."""
+    try:
+        text = (Path(run_dir) / ERROR).read_text(errors="replace")
+    except OSError as err:
+        return f"unreadable {ERROR}: {err}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return f"(empty {ERROR})"
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]

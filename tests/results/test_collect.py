@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from synthetic_runs import recall_metrics, write_run
 
 from dmlbench import rundir
+from dmlbench.cli import main
 from dmlbench.results.collect import (
     collect,
     collect_history,
@@ -19,7 +19,7 @@ from dmlbench.results.collect import (
     save_frame,
     split_metric,
 )
-from dmlbench.results.report import add_collect_parser, write_report
+from dmlbench.results.report import write_report
 
 R1 = {"bdl": [0.50, 0.52, 0.57], "sbdl": [0.61, 0.60, 0.65]}
 
@@ -175,10 +175,7 @@ def test_write_report_draws_every_plot(tree: Path, tmp_path: Path) -> None:
 def test_collect_command_prints_tables_and_lists_problems(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_collect_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["collect", str(tree), "--no-plots", "--paper"])
-    assert args.func(args) == 0
+    assert main(["collect", str(tree), "--no-plots", "--paper"]) == 0
     out, err = capsys.readouterr()
     assert "**methods_synthshop**" in out and "| sbdl" in out
     assert "failed   runs/" in err and "DatasetError: root not found" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,9 @@ import pytest
 from scipy import stats
 from synthetic_runs import recall_metrics, write_run
 
+from dmlbench.cli import main
 from dmlbench.results.collect import collect, load_frame, save_frame
-from dmlbench.results.compare import add_compare_parser, compare_frames, welch_interval
+from dmlbench.results.compare import compare_frames, welch_interval
 
 
 def make_sweep(
@@ -25,10 +25,7 @@ def make_sweep(
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_compare_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["compare", *map(str, argv)])
-    return args.func(args)
+    return main(["compare", *map(str, argv)])
 
 
 BASE = [0.50, 0.52, 0.51, 0.53]

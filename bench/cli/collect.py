@@ -1,0 +1,40 @@
+"""`dmlbench collect`: read every finished run folder under SWEEP_DIR into one long table
+(results.csv/.parquet), then write the standard tables and plots. Unfinished and failed runs are listed,
+never mixed in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dmlbench.errors import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/report)")
+    parser.add_argument("--paper", action="store_true", help="show the published numbers beside ours")
+    parser.add_argument(
+        "--tables", type=Path, default=None, metavar="YAML", help="table specs (default: the presets)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="tables only (faster)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dmlbench.results.collect import format_problems
+    from dmlbench.results.report import _write_report
+    from dmlbench.results.tables import load_specs, to_markdown
+
+    if not args.sweep_dir.is_dir():
+        raise UsageError(f"results folder not found: {args.sweep_dir}")
+    out_dir: Path = args.out or (args.sweep_dir / "report")
+    specs = load_specs(args.tables) if args.tables else None
+    written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
+    print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
+    if not collection.finished and not collection.problems:
+        print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)
+    else:
+        print("\n" + format_problems(collection.problems), file=sys.stderr)
+    print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
+    return 0

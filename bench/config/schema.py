@@ -1,0 +1,173 @@
+"""The config schema: dataclasses whose field types say what each key accepts.
+
+An enumerated key is a `Literal[...]` (or `Annotated[str, Choices(...)]` where a pattern is also
+allowed), so reading a config (`dmlbench.config.io`) rejects a misspelled value with a did-you-mean
+message before any work starts. Registry names (loss, sampler, dataset, backbone) are plain `str`:
+plugins may add names, so they are checked later (`check_names`), after the plugins are imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
+
+Optimizer = Literal["adam", "adamw", "sgd"]
+LrSchedule = Literal["none", "cosine", "step"]
+Amp = Literal["auto", "bf16", "fp16", "off"]
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
+Backend = Literal["auto", "torch", "faiss-cpu", "faiss-gpu"]
+Layer = Literal["emb", "fc", "conv"]
+Protocol = Literal["query-gallery", "leave-one-out"]
+
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+AMP_MODES: tuple[str, ...] = get_args(Amp)
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+BACKENDS: tuple[str, ...] = get_args(Backend)
+LAYERS: tuple[str, ...] = get_args(Layer)  # in the order tables list them
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Allowed values of a string key: one of `values`, or a full match of `pattern`."""
+
+    values: tuple[str, ...]
+    pattern: str | None = None
+    pattern_help: str = ""  # how the pattern reads in an error message, e.g. "cuda:<index>"
+
+    def allows(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        return value in self.values or (self.pattern is not None and re.fullmatch(self.pattern, value) is not None)
+
+    def known(self) -> tuple[str, ...]:
+        return (*self.values, self.pattern_help) if self.pattern_help else self.values
+
+
+DEVICE_CHOICES = Choices(("auto", "cpu", "cuda"), pattern=r"cuda:\d+", pattern_help="cuda:<index>")
+Device = Annotated[str, DEVICE_CHOICES]
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthshop"  # a DATASETS registry name: synthshop, inshop, cub, sop
+    root: str = "data/synthshop-tiny"  # dataset folder, relative to the working directory or absolute
+    image_size: int = 64  # square side fed to the network after resize/crop
+    val_classes: float = 0.0  # fraction of *training classes* held out as a validation split
+    subset: int | None = None  # deterministic subset of images per split (stated in the results)
+    skip_bad_images: bool = False  # exclude (and count) unreadable images instead of stopping
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # a BACKBONES registry name
+    pretrained: bool = False  # ImageNet weights from the torch hub cache or `weights_path`
+    weights_path: str | None = None
+    fc_dim: int = 1024
+    emb_dim: int = 512
+    freeze_bn: bool = False
+
+
+@dataclass
+class LossConfig:
+    name: str = "bdl"  # a LOSSES registry name
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "batch-wise"  # a SAMPLERS registry name
+    params: dict[str, Any] = field(default_factory=dict)
+    batches_per_epoch: int | None = None  # None: about one pass over the training images
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 2
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    lr_schedule: LrSchedule = "none"
+    grad_clip: float | None = None  # max gradient norm; None disables clipping
+    amp: Amp = "auto"  # auto: bf16 on CUDA, off on CPU; bf16 on CUDA or CPU; fp16 on CUDA only
+    device: Device = "auto"
+    num_workers: int = 0
+    deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
+    checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
+    compile: CompileMode = "off"  # torch.compile the model's forward
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] | None = None  # None: the dataset's standard K list
+    layers: list[Layer] = field(default_factory=lambda: list(LAYERS))
+    backend: Backend = "auto"  # auto: faiss-gpu on a GPU when installed, else torch
+    batch_size: int = 128
+    every_epochs: int = 0  # validation every N epochs on the val split (0: never)
+
+
+@dataclass
+class Config:
+    name: str = ""  # free-form label shown in tables
+    seed: int = 0
+    output_dir: str = "runs"
+    plugins: list[str] = field(default_factory=list)  # modules imported before building anything
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Keys that change where or how fast a run happens but not its result: left out of the run_id.
+RUNTIME_KEYS = frozenset(
+    {
+        "name",
+        "output_dir",
+        "train.device",
+        "train.num_workers",  # augmentation is seeded per image (dmlbench.train.augmentation_seeds)
+        "train.checkpoint_every_batches",  # resume replays exactly
+        "train.compile",
+        "eval.backend",
+        "eval.batch_size",
+    }
+)
+
+
+
+
+def allowed_values(tp: Any) -> tuple[str, ...] | None:
+    """The values an enumerated field type accepts (None for a free-form type); for messages and tests."""
+    if typing.get_origin(tp) is Literal:
+        return tuple(typing.get_args(tp))
+    if typing.get_origin(tp) is Annotated:
+        for meta in tp.__metadata__:
+            if isinstance(meta, Choices):
+                return meta.values
+    return None
+
+
+def enumerated_keys(cls: type = Config, prefix: str = "") -> dict[str, tuple[str, ...]]:
+    """Every enumerated config key (dotted) with its allowed values, read off the schema.
+
+    >>> enumerated_keys()["eval.backend"]
+    ('auto', 'torch', 'faiss-cpu', 'faiss-gpu')
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for name, tp in typing.get_type_hints(cls, include_extras=True).items():
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            out.update(enumerated_keys(tp, f"{prefix}{name}."))
+            continue
+        if typing.get_origin(tp) is list:
+            (tp,) = typing.get_args(tp)
+        values = allowed_values(tp)
+        if values is not None:
+            out[f"{prefix}{name}"] = values
+    return out

@@ -1,0 +1,65 @@
+"""Every enumerated config value is checked when the config is read, before any data is touched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dmlbench.config import config_from_dict, enumerated_keys, load_config
+from dmlbench.config.keys import set_dotted
+from dmlbench.errors import ConfigError
+
+ENUMERATED = enumerated_keys()
+
+
+def test_schema_declares_the_known_enumerations() -> None:
+    assert ENUMERATED["eval.backend"] == ("auto", "torch", "faiss-cpu", "faiss-gpu")
+    assert set(ENUMERATED) >= {
+        "train.optimizer", "train.lr_schedule", "train.amp", "train.compile", "train.device",
+        "eval.backend", "eval.layers",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("key", sorted(ENUMERATED))
+def test_every_allowed_value_is_accepted_and_a_typo_is_refused(key: str) -> None:
+    def config_with(value: str) -> dict:
+        data: dict = {}
+        set_dotted(data, key, [value] if key == "eval.layers" else value)
+        return data
+
+    for value in ENUMERATED[key]:
+        config_from_dict(config_with(value))
+    right = ENUMERATED[key][-1]
+    with pytest.raises(ConfigError, match=rf"must be one of .*not '{right}x'; did you mean '{right}'\?"):
+        config_from_dict(config_with(right + "x"))
+
+
+def test_cuda_index_is_a_valid_device() -> None:
+    assert config_from_dict({"train": {"device": "cuda:1"}}).train.device == "cuda:1"
+    with pytest.raises(ConfigError, match="did you mean 'cpu'"):
+        config_from_dict({"train": {"device": "gpu"}})
+
+
+def test_override_is_checked_like_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train: {amp: bf16}\n")
+    with pytest.raises(ConfigError, match="did you mean 'fp16'"):
+        load_config(cfg, ["train.amp=fp61"])
+
+
+def test_train_refuses_a_misspelled_backend_before_reading_data(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {{root: {tmp_path / 'no-such-dataset'}}}\noutput_dir: {tmp_path / 'runs'}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmlbench", "train", str(cfg), "eval.backend=faisss"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "dmlbench: error: eval.backend must be one of auto, torch, faiss-cpu, faiss-gpu, not 'faisss'; "
+        "did you mean 'faiss-cpu'?"
+    ]
+    assert not (tmp_path / "runs").exists()
