@@ -1,9 +1,9 @@
-"""The config fields that the name and enumerated-value check (`check_names`) reads, in one list, and
-the key a sweep memoises that check on: two configs equal on every field here pass or fail it alike.
+"""The key a sweep memoises the registry-name check (`check_names`) on: two configs equal on every
+field it reads pass or fail it alike.
 
 >>> from dmlbench.config import Config
 >>> a, b = Config(), Config()
->>> b.train.compile = "default"
+>>> b.loss.name = "sbdl"
 >>> checked_values_key(a) == checked_values_key(b)
 False
 """
@@ -14,24 +14,11 @@ import json
 from typing import Any
 
 from dmlbench.config import Config
+from dmlbench.config.keys import NAME_CHECKED_KEYS
 
-# Every config field check_names reads (dotted paths into Config). A field checked there but missing
-# here would let a sweep skip the check for a cell that differs only in that field.
-CHECKED_FIELDS: tuple[str, ...] = (
-    "plugins",
-    "loss.name",
-    "loss.params",
-    "sampler.name",
-    "sampler.params",
-    "data.dataset",
-    "data.options",
-    "model.backbone",
-    "train.optimizer",
-    "train.lr_schedule",
-    "train.amp",
-    "train.compile",
-    "eval.layers",
-)
+# The registry-name check (`check_names`) reads exactly these fields; enumerated values are checked
+# earlier, when each cell's config is read. One list, in dmlbench.config.keys.
+CHECKED_FIELDS: tuple[str, ...] = NAME_CHECKED_KEYS
 
 
 def checked_value(cfg: Config, field: str) -> Any:

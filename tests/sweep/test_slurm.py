@@ -24,7 +24,7 @@ from dmlbench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_s
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"
+TESTS = REPO / "tests" / "sweep"  # holds test_sweep.py, whose stand-in runner the cell processes import
 LOCAL_PROFILE = str(REPO / "slurm" / "profiles" / "local.yaml")
 
 

@@ -40,7 +40,7 @@ from dmlbench.sweep import (
 )
 from dmlbench.validation.checked_fields import CHECKED_FIELDS, checked_value, checked_values_key
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent  # standin runners are imported from here by cell subprocesses
 STANDIN = "test_sweep:standin_train_run"
 
 
