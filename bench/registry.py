@@ -25,12 +25,11 @@ from dmlbench.errors import (
     ConfigError,
     MissingModuleError,
     UnknownNameError,
-    closest,
     did_you_mean,
     unknown_name,
 )
 
-__all__ = ["HARNESS_ARGS", "Registry", "closest", "import_plugins", "signature_params"]
+__all__ = ["HARNESS_ARGS", "Registry", "import_plugins", "signature_params"]
 
 T = TypeVar("T")
 

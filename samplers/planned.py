@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from dmlbench.config import ConfigError
-from dmlbench.registry import closest
+from dmlbench.errors import closest
 from dmlbench.samplers.base import Batch, BatchSampler
 
 SmallClassPolicy = Literal["replace", "take-all"]

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dmlbench.errors import DmlbenchError
 from dmlbench.registry import import_plugins
 
-# (module with add_arguments/run, one-line help); 3-tuples (module, adder, help) are transitional.
-CommandSpec = tuple[str, ...]
+# (module with add_arguments/run, one-line help)
+CommandSpec = tuple[str, str]
 
 # Every subcommand: name -> (module, one-line help). Only the module of the command being run is
 # imported, so `dmlbench status` does not pay for importing torch.
@@ -26,9 +26,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "quickstart": ("dmlbench.cli.quickstart", "generate synthshop and run the quick-start sweep on CPU"),
     "train": ("dmlbench.cli.train", "train and evaluate one run (resumes automatically)"),
     "list": ("dmlbench.cli.listing", "list losses, samplers, datasets, backbones, sweep presets + parameters"),
-    "sweep": ("dmlbench.cli.sweep", "add_sweep_parser", "expand a sweep file and submit its unfinished cells (idempotent)"),
-    "status": ("dmlbench.cli.sweep", "add_status_parser", "done / running / pending / failed / cancelled per cell of a sweep"),
-    "cancel": ("dmlbench.cli.sweep", "add_cancel_parser", "cancel a sweep's queued and running SLURM jobs"),
+    "sweep": ("dmlbench.cli.sweep", "expand a sweep file and submit its unfinished cells (idempotent)"),
+    "status": ("dmlbench.cli.status", "done / running / pending / failed / cancelled per cell of a sweep"),
+    "cancel": ("dmlbench.cli.cancel", "cancel a sweep's queued and running SLURM jobs"),
     "collect": ("dmlbench.cli.collect", "collect finished runs into a long table, tables and plots"),
     "compare": ("dmlbench.cli.compare", "compare two result sets cell by cell (exit 1 if worse)"),
     "plot": ("dmlbench.cli.plot", "draw recall curves, alpha/beta heatmaps, training curves, embeddings"),
@@ -37,19 +37,12 @@ COMMANDS: dict[str, CommandSpec] = {
     "bench-train": ("dmlbench.cli.bench_train", "training images/s: input pipeline vs pre-loaded tensors"),
 }
 DATA_COMMANDS: dict[str, CommandSpec] = {
-    "synth": ("dmlbench.cli.data", "add_data_synth_parser", "render the synthshop dataset (In-Shop format)"),
-    "check": ("dmlbench.cli.data", "add_data_check_parser", "validate a dataset folder and count its splits"),
+    "synth": ("dmlbench.cli.data_synth", "render the synthshop dataset (In-Shop format)"),
+    "check": ("dmlbench.cli.data_check", "validate a dataset folder and count its splits"),
 }
 
 
 def _add_command(sub: argparse._SubParsersAction, name: str, spec: CommandSpec, load: bool) -> None:
-    if len(spec) == 3:  # TRANSITIONAL (sweep/status/cancel/data until they follow add_arguments/run)
-        module, adder, help_text = spec
-        if load:
-            getattr(importlib.import_module(module), adder)(sub)
-        else:
-            sub.add_parser(name, help=help_text)
-        return
     module_name, help_text = spec
     parser = sub.add_parser(name, help=help_text, description=help_text)
     if load:  # otherwise only listed in --help; its options are built when the command is run

@@ -8,12 +8,10 @@ from typing import Literal
 
 import numpy as np
 
+from dmlbench.errors import DatasetError
+
 SPLITS = ("train", "val", "query", "gallery", "test")
 Protocol = Literal["query-gallery", "leave-one-out"]
-
-
-class DatasetError(ValueError):
-    """Missing or malformed dataset files; the message says what to fix."""
 
 
 @dataclass

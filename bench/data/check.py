@@ -1,6 +1,6 @@
 """What `dmlbench data check` reports: are the files there, do the counts hold, do the images decode?
 
-The command itself (parser, options, exit codes) is in dmlbench.cli.data.
+The command itself (parser, options, exit codes) is in dmlbench.cli.data_check.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def check_dataset(
         DATASETS.check_params(dataset, options or {})
         index = DATASETS.get(dataset)(root, **(options or {}))
     except KeyError as err:
-        report["problems"].append(str(err).strip('"'))
+        report["problems"].append(str(err))
         return report
     except (DatasetError, ValueError, OSError) as err:
         report["problems"].append(str(err))

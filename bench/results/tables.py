@@ -30,7 +30,7 @@ import yaml
 from scipy import stats
 from tabulate import tabulate
 
-from dmlbench.registry import closest
+from dmlbench.errors import TableSpecError, closest
 from dmlbench.results.collect import config_columns, metric_key, split_metric
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets" / "tables.yaml"
@@ -48,10 +48,6 @@ CI_NOTE = (
     "mean ± 95% t-interval half-width over seeds (t_0.975,n-1 · s/√n; none when n = 1); "
     "n = seeds; best per column in bold; cosine similarity on L2-normalised features"
 )
-
-
-class TableSpecError(ValueError):
-    """A table spec that cannot be built (unknown field, bad value)."""
 
 
 def t_halfwidth(std: float, n: int, confidence: float = 0.95) -> float:

@@ -33,7 +33,7 @@ runs the cells one after the other in this process (debugging, tests, the quick 
 
 Modules, one job each: `spec` (the sweep file parsed and checked), `expand` (its cells), `job` (one cell
 as a submitit job), `slurm` (squeue / sacct), `status` (each cell's state), `submit` (submission, the
-lock, jobs.json, cancelling). The `sweep`, `status` and `cancel` commands are in `dmlbench.cli.sweep`.
+lock, jobs.json, cancelling). The `sweep`, `status` and `cancel` commands are `dmlbench.cli.sweep`, `.status` and `.cancel`.
 """
 
 from __future__ import annotations

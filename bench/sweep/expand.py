@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dmlbench.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, run_id
-from dmlbench.registry import closest
+from dmlbench.errors import closest
 from dmlbench.sweep.spec import Sweep, SweepError
 from dmlbench.validation.checked_fields import checked_values_key
 

@@ -12,7 +12,7 @@ import submitit
 import yaml
 
 from dmlbench.config import load_yaml
-from dmlbench.registry import closest
+from dmlbench.errors import SweepError, closest
 
 EXECUTOR_KINDS = ("slurm", "local", "inline")
 SWEEP_KEYS = ("name", "output_dir", "base", "grid", "include", "exclude", "executor")
@@ -28,10 +28,6 @@ JOBS_FILE = "jobs.json"
 RUNS_DIR = "runs"
 SUBMITIT_DIR = "submitit"
 LOCK_FILE = ".sweep.lock"
-
-
-class SweepError(ValueError):
-    """A sweep that cannot be expanded or submitted: raised before anything is submitted."""
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -10,17 +9,12 @@ from pathlib import Path
 import pytest
 from fixtures_datasets import SHARED_DATA, make_cub, make_inshop
 
-from dmlbench.cli.data import add_data_check_parser
+from dmlbench.cli import main as cli_main
 
 
 def main(argv: list[str]) -> int:
-    """`dmlbench data ...` with only this module's subcommand (as bench/cli.py wires it), so these tests
-    do not depend on the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="dmlbench")
-    data = parser.add_subparsers(dest="command").add_parser("data")
-    add_data_check_parser(data.add_subparsers(dest="data_command"))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """`dmlbench data ...` in this process (so capsys sees its output)."""
+    return cli_main(argv)
 
 
 def _check_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:

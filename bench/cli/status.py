@@ -1,0 +1,24 @@
+"""`dmlbench status SWEEP`: done / running / pending / failed / cancelled per cell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dmlbench.sweep.status import format_status_table, state_counts, sweep_status
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", help="the sweep file or its output folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    sweep, statuses = sweep_status(args.sweep)
+    if args.json:
+        print(json.dumps([s.__dict__ for s in statuses], indent=1, default=str))
+        return 0
+    print(f"sweep '{sweep.name}' in {sweep.output_dir} (executor: {sweep.executor.kind})")
+    print(format_status_table(statuses))
+    print(state_counts(statuses))
+    return 0
