@@ -10,7 +10,7 @@ from helpers import REPO
 
 from dmlbench.config import config_from_dict
 from dmlbench.sweep import expand, sweep_from_dict
-from dmlbench.train import check_names
+from dmlbench.validation.preflight import check_names
 
 BLOCKS = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
 

@@ -7,9 +7,7 @@ The rest of the pixel path: scan (bad-file check) and scan_cache, transforms, da
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -99,18 +97,3 @@ def crop_box(img: Image.Image, box: np.ndarray) -> Image.Image:
     if right - left < 1 or bottom - top < 1:
         return img
     return img.crop((left, top, right, bottom))
-
-
-# Transitional: bench/train (owned by another branch) still imports these from here; drop this once it
-# imports them from their own modules. Resolved lazily, so dataset.py may import this module freely.
-_MOVED = {
-    "ImageDataset": "dmlbench.data.dataset",
-    "build_transform": "dmlbench.data.transforms",
-    "check_images_or_raise": "dmlbench.data.scan",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from dmlbench.config import Config
 from dmlbench.data.dataset import ImageDataset
 from dmlbench.train import (
+    LoadedBatch,
     Trainer,
     batch_tensors,
     build_trainer,
@@ -52,42 +52,42 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     trainer.model.train()
     device = parts.device
     needed = steps + warmup
-    scheduled = list(itertools.islice(run_schedule(parts.sampler, epochs=needed)(), needed))  # (epoch, step, batch)
-    batches = [batch for _epoch, _step, batch in scheduled]
+    scheduled = list(itertools.islice(run_schedule(parts.sampler, epochs=needed)(), needed))
     train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
     labels_all = torch.from_numpy(parts.index.labels)
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
-    loader = training_loader(cfg, train_set, lambda: iter(scheduled), device)  # exactly the training run's pipeline
 
-    def run_step(batch_i: int, images: torch.Tensor, idx: torch.Tensor) -> None:
-        tensors = batch_tensors(batches[batch_i], images, idx, labels_all, attributes, device)
-        trainer.step(*tensors, where=f"bench step {batch_i}")
+    def run_step(i: int, loaded: LoadedBatch) -> None:
+        trainer.step(*batch_tensors(loaded, labels_all, attributes, device), where=f"bench step {i}")
 
-    # 1. The real pipeline.
+    # 1. The real pipeline: exactly the training run's loader.
     images_seen = 0
     start = 0.0
-    for i, (images, idx) in enumerate(loader):
+    for i, loaded in enumerate(training_loader(cfg, train_set, lambda: iter(scheduled), device)):
         if i == warmup:
             _sync(device)
             start = time.perf_counter()
-        run_step(i, images, idx)
+        run_step(i, loaded)
         if i >= warmup:
-            images_seen += len(idx)
+            images_seen += len(loaded.dataset_idx)
     _sync(device)
     pipeline = images_seen / (time.perf_counter() - start)
 
     # 2. The same steps on pre-loaded device tensors (decode and copy excluded).
-    preload = DataLoader(train_set, batch_sampler=[b.indices.tolist() for b in batches[:8]], num_workers=0)
-    preloaded = [(images.to(device), idx) for images, idx in preload]
+    first = scheduled[:8]
+    preloaded = [
+        loaded._replace(images=loaded.images.to(device))
+        for loaded in training_loader(cfg, train_set, lambda: iter(first), device)
+    ]
     images_seen = 0
     for i in range(needed):
         if i == warmup:
             _sync(device)
             start = time.perf_counter()
-        images, idx = preloaded[i % len(preloaded)]
-        run_step(i % len(preloaded), images, idx)
+        loaded = preloaded[i % len(preloaded)]
+        run_step(i, loaded)
         if i >= warmup:
-            images_seen += len(idx)
+            images_seen += len(loaded.dataset_idx)
     _sync(device)
     tensors = images_seen / (time.perf_counter() - start)
     return ThroughputResult(cfg.train.amp, cfg.train.compile, pipeline, tensors)

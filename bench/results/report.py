@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from dmlbench import rundir
 from dmlbench.results.collect import Collection, collect, collect_history, format_problems, save_frame
 from dmlbench.results.plots import plot_embedding, plot_heatmap, plot_recall_curves, plot_training_curves
 from dmlbench.results.tables import (
@@ -40,7 +41,7 @@ def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:
     ]
     for rel in sel.sort_values(["value", "run_id"], ascending=[False, True])["path"]:
         run_dir = collection.root / rel
-        if (run_dir / "embeddings_sample.npz").is_file():
+        if (run_dir / rundir.EMBEDDINGS_SAMPLE).is_file():
             return run_dir
     return None
 
@@ -58,7 +59,7 @@ def write_plots(
         run_dir = _best_run_with_sample(collection, dataset)
         if run_dir is not None:
             stem = plots_dir / f"embedding_{dataset}_{run_dir.name}"
-            written += plot_embedding(run_dir / "embeddings_sample.npz", stem, methods=embedding_methods)
+            written += plot_embedding(run_dir / rundir.EMBEDDINGS_SAMPLE, stem, methods=embedding_methods)
     history = collect_history(collection.finished)
     written += plot_training_curves(history, plots_dir / "training_curves")
     return written

@@ -30,7 +30,7 @@ def test_preset_expands_and_validates(name: str) -> None:
 
 @pytest.mark.parametrize("path", sorted((REPO / "bench" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_run_configs_validate(path: Path) -> None:
-    from dmlbench.train import check_names
+    from dmlbench.validation.preflight import check_names
 
     check_names(load_config(path))
 

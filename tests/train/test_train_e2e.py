@@ -110,6 +110,12 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(tiny_synthshop: Path, tm
         mid_epoch, tmp_path / "mid", lambda d: (d / "checkpoint.pt").is_file() and _history_rows(d) == 0
     )
     assert _history_rows(mid_dir) == 0, "the kill must land after a mid-epoch-1 checkpoint"
+    import torch
+
+    checkpoint = torch.load(mid_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    # The sampler state saved is where the *trained* batches stopped, not where the 2 workers had prefetched.
+    assert checkpoint["step"] > 0
+    assert (checkpoint["sampler"]["epoch"], checkpoint["sampler"]["next_batch"]) == (checkpoint["epoch"], checkpoint["step"])
 
     for cfg in (epoch_end, mid_epoch):
         resumed = run_cli("train", str(cfg), "--quiet")
@@ -201,19 +207,24 @@ def test_compiled_model_steps_like_eager_and_keeps_checkpoint_keys(tiny_synthsho
 
     from dmlbench.config import config_from_dict
     from dmlbench.data.dataset import ImageDataset
-    from dmlbench.train import batch_tensors, build_trainer, image_transform, prepare, training_loader
+    from dmlbench.train import (
+        batch_tensors,
+        build_trainer,
+        image_transform,
+        prepare,
+        run_schedule,
+        training_loader,
+    )
 
     results = {}
     for mode in ("off", "default"):
         cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path, train={"compile": mode}))
         parts = prepare(cfg, log=lambda _line: None, check_images=False)
         trainer = build_trainer(parts)
-        batch = next(parts.sampler.iter_epoch(0))
         train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
-        first = [(0, 0, batch)]
-        images, idx = next(iter(training_loader(cfg, train_set, lambda first=first: iter(first), parts.device)))
+        loaded = next(iter(training_loader(cfg, train_set, run_schedule(parts.sampler, epochs=1), parts.device)))
         labels = torch.from_numpy(parts.index.labels)
-        results[mode] = (trainer.step(*batch_tensors(batch, images, idx, labels, None, parts.device)), trainer.model)
+        results[mode] = (trainer.step(*batch_tensors(loaded, labels, None, parts.device)), trainer.model)
     (eager_loss, eager_norm), eager = results["off"]
     (compiled_loss, compiled_norm), compiled = results["default"]
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-4)
