@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from dmlbench.config import ConfigError
-from dmlbench.errors import closest
+from dmlbench.errors import unknown_value
 from dmlbench.samplers.base import Batch, BatchSampler
 
 SmallClassPolicy = Literal["replace", "take-all"]
@@ -40,11 +40,7 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 
 def check_policy(policy: str) -> None:
     if policy not in SMALL_CLASS_POLICIES:
-        hint = closest(policy, list(SMALL_CLASS_POLICIES))
-        did_you_mean = f" did you mean '{hint}'?" if hint else ""
-        raise ConfigError(
-            f"unknown small_class_policy '{policy}';{did_you_mean} choose one of {', '.join(SMALL_CLASS_POLICIES)}"
-        )
+        raise ConfigError(unknown_value("small_class_policy", policy, SMALL_CLASS_POLICIES))
 
 
 def check_positive_int(name: str, value: int, minimum: int, why: str) -> None:

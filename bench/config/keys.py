@@ -36,12 +36,15 @@ def normalise_key(key: str) -> str:
     return KEY_ALIASES.get(key, key)
 
 
-def get_dotted(data: dict[str, Any], key: str) -> Any:
-    """The value at dotted `key` in nested dicts; None when any part is missing."""
+MISSING: Any = object()  # `get_dotted(..., default=MISSING)` tells a missing key from a None value
+
+
+def get_dotted(data: dict[str, Any], key: str, default: Any = None) -> Any:
+    """The value at dotted `key` in nested dicts; `default` when any part is missing."""
     node: Any = data
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return default
         node = node[part]
     return node
 

@@ -30,7 +30,7 @@ import yaml
 from scipy import stats
 from tabulate import tabulate
 
-from dmlbench.errors import TableSpecError, closest
+from dmlbench.errors import TableSpecError, did_you_mean
 from dmlbench.results.collect import config_columns, metric_key, split_metric
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets" / "tables.yaml"
@@ -104,10 +104,7 @@ class TableSpec:
         valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
         for key in data:
             if key not in valid:
-                hint = closest(key, valid)
-                raise TableSpecError(
-                    f"table '{name}': unknown field '{key}'" + (f"; did you mean '{hint}'?" if hint else "")
-                )
+                raise TableSpecError(f"table '{name}': unknown field '{key}'{did_you_mean(key, valid)}")
         data = dict(data)
         for key in ("rows", "ks", "metrics", "layer_when", "row_order"):
             if data.get(key) is not None:

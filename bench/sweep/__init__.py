@@ -53,7 +53,6 @@ from dmlbench.sweep.spec import (
     Sweep,
     SweepError,
     load_sweep,
-    normalise_key,
     sweep_from_dict,
 )
 from dmlbench.sweep.status import STATES, CellStatus, cell_statuses, format_status_table, sweep_status
@@ -78,7 +77,6 @@ __all__ = [
     "format_status_table",
     "iter_grid",
     "load_sweep",
-    "normalise_key",
     "preemption_safe_python",
     "run_cell",
     "run_sweep",

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dmlbench.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, run_id
-from dmlbench.errors import closest
+from dmlbench.config.keys import MISSING, get_dotted
+from dmlbench.errors import did_you_mean
 from dmlbench.sweep.spec import Sweep, SweepError
 from dmlbench.validation.checked_fields import checked_values_key
 
@@ -21,15 +22,6 @@ class Cell:
     grid: dict[str, Any]  # the cell's coordinates: dotted key -> value
     config: Config
     run_id: str
-
-
-def _lookup(data: dict[str, Any], key: str) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return node
 
 
 def _ordered(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -47,12 +39,10 @@ def _check_rule_keys(sweep: Sweep, base_dict: dict[str, Any]) -> None:
         for key in rule:
             if key in sweep.grid:
                 continue
-            try:
-                _lookup(base_dict, key)
-            except KeyError:
-                hint = closest(key, list(sweep.grid))
-                did_you_mean = f"; did you mean '{hint}'?" if hint else ""
-                raise SweepError(f"exclude rule key '{key}' is neither a grid key nor a config key{did_you_mean}") from None
+            if get_dotted(base_dict, key, default=MISSING) is MISSING:
+                raise SweepError(
+                    f"exclude rule key '{key}' is neither a grid key nor a config key{did_you_mean(key, sweep.grid)}"
+                )
 
 
 def _matches(rule: dict[str, Any], cell_values: dict[str, Any]) -> bool:
@@ -109,7 +99,7 @@ def expand(sweep: Sweep, *, validate: bool = True) -> list[Cell]:
         if not from_grid:
             # include cells also get every grid coordinate, so result tables see uniform columns
             cfg_dict = config_to_dict(cfg)
-            coords = {**{k: _safe_lookup(cfg_dict, k) for k in sweep.grid}, **overrides}
+            coords = {**{k: get_dotted(cfg_dict, k) for k in sweep.grid}, **overrides}
         cells.append(Cell(grid=coords, config=cfg, run_id=rid))
 
     for point in iter_grid(sweep.grid):
@@ -121,19 +111,12 @@ def expand(sweep: Sweep, *, validate: bool = True) -> list[Cell]:
     return cells
 
 
-def _safe_lookup(data: dict[str, Any], key: str) -> Any:
-    try:
-        return _lookup(data, key)
-    except KeyError:
-        return None
-
-
 def _cell_values(point: dict[str, Any], base_dict: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any]:
     """The values a rule is compared against: the grid point, else the base config's value."""
     values = dict(point)
     for key in rule:
         if key not in values:
-            values[key] = _safe_lookup(base_dict, key)
+            values[key] = get_dotted(base_dict, key)
     return values
 
 

@@ -34,7 +34,7 @@ def resolve_runner(spec: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(module), attr)
 
 
-def error_summary(err: BaseException) -> str:
+def exception_summary(err: BaseException) -> str:
     """One line for `status`: the exception type and the first line of its message."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -55,7 +55,7 @@ def run_cell(config_data: dict[str, Any], run_dir: str | Path, runner: str = DEF
         cfg = config_from_dict(config_data)
         result = resolve_runner(runner)(cfg, run_dir, progress=False)
     except Exception as err:
-        rundir.atomic_write_text(run_dir / rundir.ERROR, error_summary(err) + "\n\n" + traceback.format_exc())
+        rundir.atomic_write_text(run_dir / rundir.ERROR, exception_summary(err) + "\n\n" + traceback.format_exc())
         raise
     (run_dir / rundir.ERROR).unlink(missing_ok=True)  # an earlier attempt's error no longer applies
     return result

@@ -12,7 +12,8 @@ import submitit
 import yaml
 
 from dmlbench.config import load_yaml
-from dmlbench.errors import SweepError, closest
+from dmlbench.config.keys import normalise_key
+from dmlbench.errors import SweepError, did_you_mean
 
 EXECUTOR_KINDS = ("slurm", "local", "inline")
 SWEEP_KEYS = ("name", "output_dir", "base", "grid", "include", "exclude", "executor")
@@ -21,7 +22,6 @@ OWN_EXECUTOR_KEYS = ("kind", "profile", "local_parallelism", "max_array_size")
 # submitit settings taken by the AutoExecutor constructor rather than by update_parameters.
 CONSTRUCTOR_KEYS = ("slurm_max_num_timeout", "local_max_num_timeout", "slurm_python")
 DEFAULT_TIMEOUT_MIN = 60  # submitit's own defaults (5 min on SLURM, 2 min locally) are too short to train
-KEY_ALIASES = {"loss": "loss.name", "sampler": "sampler.name", "dataset": "data.dataset"}
 # The sweep output folder: the expanded sweep, run folders, run_id -> job id, submitit logs, the lock.
 SWEEP_FILE = "sweep.yaml"
 JOBS_FILE = "jobs.json"
@@ -63,15 +63,6 @@ class Sweep:
     @property
     def runs_dir(self) -> Path:
         return self.output_dir / RUNS_DIR
-
-
-def normalise_key(key: str) -> str:
-    """Dotted config key with the sweep shorthands resolved.
-
-    >>> normalise_key("loss"), normalise_key("dataset"), normalise_key("loss.params.alpha")
-    ('loss.name', 'data.dataset', 'loss.params.alpha')
-    """
-    return KEY_ALIASES.get(key, key)
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
@@ -122,9 +113,7 @@ def check_executor_params(params: dict[str, Any], where: str) -> None:
     valid = valid_executor_keys()
     for key in params:
         if key not in valid:
-            hint = closest(key, valid)
-            did_you_mean = f"; did you mean '{hint}'?" if hint else ""
-            raise SweepError(f"unknown executor setting '{key}' in {where}{did_you_mean}")
+            raise SweepError(f"unknown executor setting '{key}' in {where}{did_you_mean(key, valid)}")
 
 
 def resolve_executor(
@@ -159,9 +148,7 @@ def sweep_from_dict(
     data = copy.deepcopy(_mapping(data, "a sweep file"))
     for key in data:
         if key not in SWEEP_KEYS:
-            hint = closest(key, SWEEP_KEYS)
-            did_you_mean = f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(SWEEP_KEYS)}"
-            raise SweepError(f"unknown sweep key '{key}'{did_you_mean}")
+            raise SweepError(f"unknown sweep key '{key}'{did_you_mean(key, SWEEP_KEYS)}; valid keys: {', '.join(SWEEP_KEYS)}")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise SweepError(f"a sweep needs a 'name' (a string without '/'), got {name!r}")

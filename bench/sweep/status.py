@@ -32,14 +32,6 @@ def read_jobs(out: Path) -> dict[str, str]:
     return rundir.read_json(path) if path.is_file() else {}
 
 
-def first_error_line(run_dir: Path) -> str:
-    """The summary line of error.txt (or the last line of a bare traceback)."""
-    lines = [ln.strip() for ln in (run_dir / rundir.ERROR).read_text(errors="replace").splitlines() if ln.strip()]
-    if not lines:
-        return "(empty error.txt)"
-    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
-
-
 def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool = True) -> list[CellStatus]:
     """done / running / pending / failed / cancelled / interrupted / unsubmitted per cell, from the run
     folders, jobs.json, and (for SLURM sweeps) squeue + sacct. A run's own error.txt wins over the
@@ -61,7 +53,7 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
         elif job in live:
             status.state = "pending"
         elif (folder / rundir.ERROR).is_file():
-            status.state, status.error = "failed", first_error_line(folder)
+            status.state, status.error = "failed", rundir.error_summary(folder)
         elif ask_slurm and cell.run_id in slurm_ids:
             need_sacct.append(status)
         elif job is not None or (folder / rundir.CONFIG).is_file():

@@ -18,7 +18,7 @@ import yaml
 from dmlbench import rundir
 from dmlbench.config import config_to_dict
 from dmlbench.sweep.expand import Cell, describe_cell, expand
-from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, error_summary, preemption_safe_python, run_cell
+from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, exception_summary, preemption_safe_python, run_cell
 from dmlbench.sweep.slurm import run_slurm_command, slurm_available
 from dmlbench.sweep.spec import (
     CONSTRUCTOR_KEYS,
@@ -134,7 +134,7 @@ def run_inline(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[
             run_cell(config_to_dict(cell.config), sweep.runs_dir / cell.run_id, runner)
         except Exception as err:  # recorded in the cell's error.txt by run_cell
             failed.append(cell.run_id)
-            log(f"FAILED {cell.run_id}: {error_summary(err)}")
+            log(f"FAILED {cell.run_id}: {exception_summary(err)}")
     return failed
 
 

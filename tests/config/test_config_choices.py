@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dmlbench.config import config_from_dict, enumerated_keys, load_config
 from dmlbench.config.keys import set_dotted
@@ -63,3 +64,26 @@ def test_train_refuses_a_misspelled_backend_before_reading_data(tmp_path: Path) 
         "did you mean 'faiss-cpu'?"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", sorted(ENUMERATED))
+def test_sweep_dry_run_refuses_every_misspelled_value_before_reading_data(tmp_path: Path, key: str) -> None:
+    # A grid axis with one good and one misspelled value: the dry run fails on the second cell, exit 2,
+    # one line, nothing created (the data root does not exist, so reading data would fail differently).
+    good = ENUMERATED[key][-1]
+    values = [[good], [good + "x"]] if key == "eval.layers" else [good, good + "x"]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump({
+            "name": "typo", "output_dir": str(tmp_path / "out"),
+            "base": {"data": {"root": str(tmp_path / "no-such-dataset")}},
+            "grid": {key: values}, "executor": {"kind": "inline"},
+        })
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmlbench", "sweep", str(sweep), "--dry-run"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert f"did you mean '{good}'" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
