@@ -30,7 +30,7 @@ def describe_registries(what: str | None = None) -> str:
 
     sections: list[str] = []
     if what in (None, "losses"):
-        rows = []
+        rows: list[list[object]] = []
         for name in losses.LOSSES:
             cls = losses.LOSSES.get(name)
             flags = [flag for flag, on in cls.capabilities().items() if on]

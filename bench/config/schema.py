@@ -27,8 +27,8 @@ LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 AMP_MODES: tuple[str, ...] = get_args(Amp)
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 BACKENDS: tuple[str, ...] = get_args(Backend)
-LAYERS: tuple[str, ...] = get_args(Layer)  # in the order tables list them
-PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+LAYERS: tuple[Layer, ...] = get_args(Layer)  # in the order tables list them
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 
 
 @dataclass(frozen=True)

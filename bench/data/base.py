@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from dmlbench.config.schema import Protocol
 from dmlbench.errors import DatasetError
 
 SPLITS = ("train", "val", "query", "gallery", "test")
-Protocol = Literal["query-gallery", "leave-one-out"]
 
 
 @dataclass

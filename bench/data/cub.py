@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from dmlbench.data import DATASETS
-from dmlbench.data.base import DatasetError, DatasetIndex
+from dmlbench.data.base import DatasetError, DatasetIndex, Protocol
 from dmlbench.data.splits import build_index
 from dmlbench.data.textfiles import REEXTRACT, parse_float, parse_int, parse_table, read_text
 
-PROTOCOL = "leave-one-out"
+PROTOCOL: Protocol = "leave-one-out"
 KS = (1, 2, 4, 8, 16, 32)
 NUM_CLASSES = 200
 NUM_ATTRIBUTES = 312

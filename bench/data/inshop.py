@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from dmlbench.data import DATASETS
-from dmlbench.data.base import DatasetError, DatasetIndex
+from dmlbench.data.base import DatasetError, DatasetIndex, Protocol
 from dmlbench.data.splits import build_index
 from dmlbench.data.textfiles import REEXTRACT, parse_counted_table, parse_int, read_text
 
-PROTOCOL = "query-gallery"
+PROTOCOL: Protocol = "query-gallery"
 KS = (1, 10, 20, 30, 40, 50)
 STATUSES = ("train", "query", "gallery")
 # Official counts (DESIGN.md), asserted when the partition file has the full 52,712 rows.

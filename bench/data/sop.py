@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from dmlbench.data import DATASETS
-from dmlbench.data.base import DatasetError, DatasetIndex
+from dmlbench.data.base import DatasetError, DatasetIndex, Protocol
 from dmlbench.data.splits import build_index
 from dmlbench.data.textfiles import REEXTRACT, parse_int, read_text, split_rows
 
-PROTOCOL = "leave-one-out"
+PROTOCOL: Protocol = "leave-one-out"
 KS = (1, 10, 100, 1000)
 HEADER = ["image_id", "class_id", "super_class_id", "path"]
 OFFICIAL = {"train": (59_551, 11_318), "test": (60_502, 11_316)}  # images, classes

@@ -160,6 +160,7 @@ class FaissKnn:
 
         self.gallery_np = np.ascontiguousarray(gallery.detach().cpu().numpy(), dtype=np.float32)
         dim = self.gallery_np.shape[1]
+        self.index: faiss.Index  # a GPU or a CPU flat index; both search alike
         if use_gpu:
             self._resources = faiss.StandardGpuResources()
             self.index = faiss.GpuIndexFlatIP(self._resources, dim)
@@ -187,7 +188,7 @@ class FaissKnn:
         q_np = np.ascontiguousarray(query.detach().cpu().numpy(), dtype=np.float32)
         sims_np, idx_np = self.index.search(q_np, wanted)
         sims, idx = torch.from_numpy(sims_np), torch.from_numpy(idx_np)
-        if loo:
+        if self_index is not None:  # leave-one-out
             keep = idx != self_index.cpu()[:, None]
             keep[keep.all(dim=1), -1] = False  # query not among them: drop the surplus last one
             sims, idx = sims[keep].view(len(idx), -1), idx[keep].view(len(idx), -1)
@@ -217,14 +218,13 @@ def knn(
     [[1, 3], [0, 3], [0, 1], [0, 1]]
     """
     name, dev = resolve_backend(backend, device if device is not None else gpu_of(query))
-    loo = gallery is None
-    gal = query if loo else gallery
+    gal = query if gallery is None else gallery  # None: leave-one-out
     searcher = make_searcher(name, gal.float().to(dev), chunk_bytes)
     parts = []
     for start in range(0, len(query), searcher.rows_per_chunk):
         stop = min(start + searcher.rows_per_chunk, len(query))
         rows = torch.arange(start, stop, device=dev)
-        parts.append(searcher.search(query[start:stop].float().to(dev), k, rows if loo else None).cpu())
+        parts.append(searcher.search(query[start:stop].float().to(dev), k, rows if gallery is None else None).cpu())
     return torch.cat(parts) if parts else torch.empty(0, k, dtype=torch.long)
 
 

@@ -170,11 +170,12 @@ def retrieval_metrics(
     if loo != (gallery_labels is None):
         raise ValueError("give both gallery_emb and gallery_labels, or neither (leave-one-out)")
     q = _as_matrix(query_emb, "query embeddings")
-    g = q if loo else _as_matrix(gallery_emb, "gallery embeddings")
-    if loo:
+    if gallery_emb is None or gallery_labels is None:  # leave-one-out (both None, checked above)
+        g = q
         (q_labels,) = class_ids(_as_labels(query_labels))
         g_labels = q_labels
-    else:  # one mapping for both, so a query label and a gallery label match exactly when equal
+    else:
+        g = _as_matrix(gallery_emb, "gallery embeddings")  # one mapping for both, so a query label and a gallery label match exactly when equal
         q_labels, g_labels = class_ids(_as_labels(query_labels), _as_labels(gallery_labels))
     if len(q) != len(q_labels) or len(g) != len(g_labels):
         raise ValueError(f"embeddings/labels lengths differ: query {len(q)}/{len(q_labels)}, gallery {len(g)}/{len(g_labels)}")
@@ -198,10 +199,10 @@ def retrieval_metrics(
     if len(evaluated):
         searcher = make_searcher(name, g, chunk_bytes)
         g_labels_dev = torch.as_tensor(g_labels, device=dev)
-        if with_attrs:
+        if query_attrs is not None:
             # float64: attribute vectors are small and attr_sim should not carry float32 rounding
             qa = l2_normalize(_as_matrix(query_attrs, "query attributes", torch.float64)).to(dev)
-            ga = qa if loo else l2_normalize(_as_matrix(gallery_attrs, "gallery attributes", torch.float64)).to(dev)
+            ga = qa if loo or gallery_attrs is None else l2_normalize(_as_matrix(gallery_attrs, "gallery attributes", torch.float64)).to(dev)
             if len(qa) != len(q) or len(ga) != len(g):
                 raise ValueError("attribute rows must match embedding rows")
         r_eval = torch.as_tensor(r_all[evaluated])
@@ -223,8 +224,8 @@ def retrieval_metrics(
     keys = [f"{m}@{k}" for k in ks for m in ("recall", "precision")] + ["r_precision", "map@r"]
     keys += [f"attr_sim@{k}" for k in ks] if with_attrs else []
     for key in keys:
-        values = torch.cat(per_query[key]).numpy() if key in per_query else np.empty(0)
-        finite = values[~np.isnan(values)]
+        found = torch.cat(per_query[key]).numpy() if key in per_query else np.empty(0)
+        finite = found[~np.isnan(found)]
         result[key] = float(finite.mean()) if len(finite) else math.nan
     result["num_queries"] = len(evaluated)
     result["excluded_queries"] = len(q) - len(evaluated)

@@ -248,6 +248,7 @@ def plot_embedding(
     methods = list(methods or available_projections())
     has_attr = attributes is not None and attributes.ndim == 2 and attributes.shape[1] > 0
     if has_attr:
+        assert attributes is not None  # has_attr says so; for the type checker
         names = names or [f"attribute {i}" for i in range(attributes.shape[1])]
         attr_index, attr_name = _pick_attribute(attributes, names, attribute)
         present = attributes[:, attr_index] > 0

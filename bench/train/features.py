@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ EMBEDDING_SAMPLE_SIZE = 2000
 
 @torch.no_grad()
 def extract_features(
-    model: EmbeddingNet, parts: RunParts, positions: np.ndarray, layers: list[str], progress: bool, desc: str
+    model: EmbeddingNet, parts: RunParts, positions: np.ndarray, layers: Sequence[str], progress: bool, desc: str
 ) -> dict[str, torch.Tensor]:
     """One pass over `positions`, keeping every requested layer (Emb / FC / Conv)."""
     cfg = parts.cfg
@@ -80,6 +81,6 @@ def save_embedding_sample(run_dir: Path, parts: RunParts, feats: dict[str, torch
         arrays["attributes"] = parts.index.attributes[positions[take]].astype(np.float32)
         arrays["attribute_names"] = np.asarray(parts.index.attribute_names or [], dtype=str)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwargs
     rundir.atomic_write_bytes(run_dir / rundir.EMBEDDINGS_SAMPLE, buffer.getvalue())
 

@@ -138,8 +138,9 @@ def training_loader(cfg: Config, train_set: ImageDataset, schedule: Schedule, de
     across epoch boundaries (while the epoch's checkpoint is written) instead of being respawned every epoch."""
     return DataLoader(
         SeededViews(train_set),
-        batch_sampler=SeededBatchKeys(schedule, cfg.seed),
-        collate_fn=_as_loaded,
+        # torch's stubs expect index lists and list collation; ours carry keys and build LoadedBatch
+        batch_sampler=SeededBatchKeys(schedule, cfg.seed),  # type: ignore[arg-type]
+        collate_fn=_as_loaded,  # type: ignore[arg-type]
         num_workers=cfg.train.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed),  # workers' base seed; keeps the global RNG untouched

@@ -57,7 +57,9 @@ def is_synthshop_folder(out: Path) -> bool:
 def is_complete(out: Path, size: str, seed: int) -> bool:
     """True when `out` already holds a finished dataset of this size, seed and generator version."""
     manifest = read_manifest(out)
-    return bool(manifest) and manifest.get("generator") == "synthshop" and manifest.get("version") == GENERATOR_VERSION \
+    if not manifest:
+        return False
+    return manifest.get("generator") == "synthshop" and manifest.get("version") == GENERATOR_VERSION \
         and manifest.get("size") == size and manifest.get("seed") == seed
 
 
