@@ -46,17 +46,18 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
         folder = sweep.runs_dir / cell.run_id
         job = jobs.get(cell.run_id)
         status = CellStatus(cell.run_id, "unsubmitted", cell.grid, job)
-        if (folder / rundir.DONE).is_file():
+        folder_state = rundir.run_state(folder)  # what the folder alone says; the scheduler refines it
+        if folder_state == "done":
             status.state = "done"
         elif job in live and live[job] in ACTIVE_RUNNING:
             status.state = "running"
         elif job in live:
             status.state = "pending"
-        elif (folder / rundir.ERROR).is_file():
+        elif folder_state == "failed":
             status.state, status.error = "failed", rundir.error_summary(folder)
         elif ask_slurm and cell.run_id in slurm_ids:
             need_sacct.append(status)
-        elif job is not None or (folder / rundir.CONFIG).is_file():
+        elif job is not None or folder_state == "started":
             status.state = "interrupted"
         out.append(status)
     if need_sacct:
