@@ -24,7 +24,7 @@ from dmlbench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_s
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests" / "sweep"  # holds test_sweep.py, whose stand-in runner the cell processes import
+TESTS = REPO / "tests"  # holds standin.py, the stand-in runner the cell processes import
 LOCAL_PROFILE = str(REPO / "slurm" / "profiles" / "local.yaml")
 
 
@@ -142,7 +142,7 @@ def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path:
 
 
 def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the stand-in trainer (tests/test_sweep.py) keeps cells busy for minutes without using the CPU
+    # the stand-in trainer (tests/standin.py) keeps cells busy for minutes without using the CPU
     monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     monkeypatch.setenv("STANDIN_EPOCH_S", "5")
     (tmp_path / "data").mkdir()
@@ -155,7 +155,7 @@ def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Pa
             "executor": {"kind": "slurm", "profile": LOCAL_PROFILE},
         }
     )
-    report = run_sweep(sweep, runner="test_sweep:standin_train_run")
+    report = run_sweep(sweep, runner="standin:standin_train_run")
     wait_for(sweep, report.cells, lambda st: any(s.state == "running" for s in st), timeout=120)
     cancelled = cancel_sweep(sweep.output_dir)
     assert sorted(cancelled) == sorted(report.submitted.values())
@@ -163,9 +163,9 @@ def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Pa
     assert {s.error for s in statuses} == {"SLURM job CANCELLED"}
     assert cancel_sweep(sweep.output_dir) == []  # nothing left to cancel
     # Cancelled cells are not finished: a re-run of the sweep submits them again.
-    dry = run_sweep(sweep, dry_run=True, runner="test_sweep:standin_train_run")
+    dry = run_sweep(sweep, dry_run=True, runner="standin:standin_train_run")
     assert [s.state for s in dry.before] == ["cancelled"] * 3 and not dry.submitted
-    shown = run_cli("sweep", str(sweep.output_dir / "sweep.yaml"), "--dry-run", "--runner", "test_sweep:standin_train_run")
+    shown = run_cli("sweep", str(sweep.output_dir / "sweep.yaml"), "--dry-run", "--runner", "standin:standin_train_run")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("would submit") == 4 and "before: 3 cancelled; would submit 3" in shown.stdout
     status = run_cli("status", str(sweep.output_dir))

@@ -1,6 +1,6 @@
 """Sweeps: file parsing and typo errors, grid expansion, idempotent reruns, inline and local executors.
 
-Most machinery tests use `standin_train_run`, a trainer stand-in that honours train_run's run-folder
+Most machinery tests use `standin_train_run` (tests/standin.py), a trainer stand-in that honours train_run's run-folder
 contract (resume from checkpoint, DONE last, raise on a missing dataset) in milliseconds; the
 end-to-end test runs the real trainer on tiny synthshop.
 """
@@ -25,7 +25,6 @@ from submitit.helpers import DelayedSubmission
 
 from dmlbench import rundir
 from dmlbench.config import Config, apply_overrides, dump_config, run_id
-from dmlbench.data.base import DatasetError
 from dmlbench.sweep import (
     CellJob,
     SweepError,
@@ -40,35 +39,8 @@ from dmlbench.sweep import (
 )
 from dmlbench.validation.checked_fields import CHECKED_FIELDS, checked_value, checked_values_key
 
-TESTS = Path(__file__).resolve().parent  # standin runners are imported from here by cell subprocesses
-STANDIN = "test_sweep:standin_train_run"
-
-
-def standin_train_run(cfg: Config, run_dir: Path, *, progress: bool = True) -> dict[str, Any]:
-    """Follows train_run's folder contract without training: config first, one history row and a
-    checkpoint per epoch (`STANDIN_EPOCH_S` seconds each), resume after the last checkpointed
-    epoch, metrics.json then DONE. Raises DatasetError when the data root does not exist."""
-    run_dir = Path(run_dir)
-    if rundir.is_done(run_dir):
-        return rundir.read_json(run_dir / rundir.METRICS)
-    if not Path(cfg.data.root).exists():
-        raise DatasetError(f"dataset folder not found: {cfg.data.root}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_text(run_dir / rundir.CONFIG, dump_config(cfg))
-    ckpt = run_dir / rundir.CHECKPOINT
-    start = rundir.read_json(ckpt)["epoch"] if ckpt.is_file() else 0
-    if start:
-        rundir.append_log(run_dir, f"resuming {run_dir.name} after epoch {start}")
-    history = [r for r in rundir.read_history(run_dir) if r["epoch"] <= start]
-    for epoch in range(start + 1, cfg.train.epochs + 1):
-        time.sleep(float(os.environ.get("STANDIN_EPOCH_S", "0")))
-        history.append({"epoch": epoch, "pid": os.getpid()})
-        rundir.write_history(run_dir, history)
-        rundir.atomic_write_json(ckpt, {"epoch": epoch})
-    result = {"run_id": run_id(cfg), "epoch": cfg.train.epochs, "layers": {}}
-    rundir.atomic_write_json(run_dir / rundir.METRICS, result)
-    rundir.mark_done(run_dir, {"run_id": result["run_id"]})
-    return result
+TESTS = Path(__file__).resolve().parents[1]  # tests/: cell subprocesses import the stand-in runner from here
+STANDIN = "standin:standin_train_run"
 
 
 def sweep_dict(tmp_path: Path, **extra: Any) -> dict[str, Any]:
