@@ -6,6 +6,8 @@ on the same inputs: the least any loss over the full similarity matrix must spen
 forward + backward on un-normalised random embeddings (B/4 classes x 4 images, the batch-wise
 layout; losses that need predefined triplets get B/3 image-wise triplets) with random attribute
 logits/targets (K = 32) for losses that need attributes. Medians over ``--repeats`` after warm-up.
+A loss that asks for ``num_classes``, ``embedding_size`` or ``num_attributes`` gets the batch's class
+count, ``--dim`` and K, as training would give them; ``-p key=value`` sets a loss parameter.
 """
 
 from __future__ import annotations
