@@ -47,7 +47,8 @@ def test_adding_a_loss_walkthrough_runs(tiny_synthshop: Path, tmp_path: Path) ->
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
 
-    assert "proxy-anchor" in out and "num_classes" not in out.split("proxy-anchor", 1)[1].splitlines()[0]
+    listed = out.split("proxy-anchor", 1)[1].splitlines()[0]  # `list losses`: harness names are not params
+    assert "margin=0.1, alpha=32.0, lr_multiplier=100.0; from the harness: num_classes, embedding_size" in listed
     assert re.search(r"^\| proxy-anchor\s+\|\s+32 \|\s+48 ", out, flags=re.M)  # time-losses at --dim 48
     assert re.search(r"proxy-anchor\(margin=0\.1, alpha=32\.0\*, lr_multiplier=100\.0\*, .*num_classes=<harness>", out)
     assert "ran with other code than now: loss:proxy-anchor (module proxy_anchor): sha256" in out
