@@ -29,7 +29,10 @@ from dmlbench.errors import (
     unknown_name,
 )
 
-__all__ = ["HARNESS_ARGS", "Registry", "import_plugins", "signature_params"]
+__all__ = [
+    "HARNESS_ARGS", "PLUGIN_HINT", "Registry", "import_plugins", "init_parameter_names", "param_type_problem",
+    "signature_params",
+]
 
 T = TypeVar("T")
 
@@ -37,10 +40,12 @@ _REQUIRED = "<required>"
 
 
 class Registry(Generic[T]):
-    """Name -> class or factory. Entries register themselves with `@REGISTRY.register(name)`."""
+    """Name -> class or factory. Entries register themselves with `@REGISTRY.register(name)`.
+    `unknown_hint` ends the message for an unknown name (e.g. how to load a plugin that defines it)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, unknown_hint: str = "") -> None:
         self.kind = kind
+        self.unknown_hint = unknown_hint
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -63,7 +68,8 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(unknown_name(self.kind, name, self._entries)) from None
+            hint = f". {self.unknown_hint}" if self.unknown_hint else ""
+            raise UnknownNameError(unknown_name(self.kind, name, self._entries) + hint) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -81,8 +87,14 @@ class Registry(Generic[T]):
     def check_params(self, name: str, params: dict[str, Any]) -> None:
         """Raise ConfigError (a ValueError) for a parameter the entry does not take, naming the closest
         valid one; UnknownNameError (a KeyError) for an unknown `name`."""
-        valid = signature_params(self.get(name))
+        entry = self.get(name)
+        valid = signature_params(entry)
         for key in params:
+            if key in HARNESS_ARGS and key in init_parameter_names(entry):
+                raise ConfigError(
+                    f"{self.kind} '{name}': '{key}' is given by the harness ({HARNESS_ARGS[key]}); "
+                    f"remove it from the {self.kind}'s params"
+                )
             if key not in valid:
                 raise ConfigError(
                     f"{self.kind} '{name}' has no parameter '{key}'{did_you_mean(key, valid) or ';'} "
@@ -91,13 +103,35 @@ class Registry(Generic[T]):
         missing = [k for k, v in valid.items() if v == _REQUIRED and k not in params]
         if missing:
             raise ConfigError(f"{self.kind} '{name}' needs parameter(s): {', '.join(missing)}")
+        for key, value in params.items():
+            problem = param_type_problem(entry, key, value)
+            if problem:
+                raise ConfigError(f"{self.kind} '{name}' parameter '{key}' {problem}; fix {self.kind}.params.{key}")
 
 
-# Parameters every entry of a kind receives from the harness rather than from the user's config.
-HARNESS_ARGS = {
-    "self", "labels", "seed", "groups", "root", "num_attributes", "dataset",
-    "val_classes", "subset", "batches_per_epoch",
+# Parameters an entry receives from the harness rather than from the user's config (never config
+# params), with what the harness gives. A loss gets `num_classes`, `embedding_size` and
+# `num_attributes` only when its __init__ names them (dmlbench.losses.build).
+HARNESS_ARGS: dict[str, str] = {
+    "self": "the object itself",
+    "labels": "the training labels",
+    "seed": "the run's seed",
+    "groups": "the dataset's groups",
+    "root": "data.root",
+    "num_attributes": "the dataset's attribute count",
+    "dataset": "the dataset",
+    "val_classes": "data.val_classes",
+    "subset": "data.subset",
+    "batches_per_epoch": "sampler.batches_per_epoch",
+    "num_classes": "the number of training classes; the loss sees labels 0..num_classes-1",
+    "embedding_size": "model.emb_dim",
 }
+
+
+def init_parameter_names(obj: Any) -> set[str]:
+    """Every named parameter of a class's __init__ (or a factory), harness ones included."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    return {p.name for p in inspect.signature(target).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def signature_params(obj: Any) -> dict[str, Any]:
@@ -110,13 +144,68 @@ def signature_params(obj: Any) -> dict[str, Any]:
     return out
 
 
+_SCALAR_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+def _declared_type(obj: Any, key: str) -> type | None:
+    """The scalar type a parameter takes: its default's type, else its annotation (`float`, `int | None`, ...)."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    param = inspect.signature(target).parameters.get(key)
+    if param is None:
+        return None
+    if param.default is not inspect.Parameter.empty and param.default is not None:
+        return type(param.default) if type(param.default) in _SCALAR_TYPES.values() else None
+    annotation = param.annotation
+    if isinstance(annotation, type):
+        return annotation if annotation in _SCALAR_TYPES.values() else None
+    if isinstance(annotation, str):  # `from __future__ import annotations`: "float", "float | None"
+        names = {part.strip() for part in annotation.split("|")} - {"None"}
+        if len(names) == 1 and next(iter(names)) in _SCALAR_TYPES:
+            return _SCALAR_TYPES[next(iter(names))]
+    return None
+
+
+def param_type_problem(obj: Any, key: str, value: Any) -> str | None:
+    """Why `value` cannot be parameter `key` of `obj` (read off its default or annotation), else None.
+
+    >>> def f(alpha: float = 2.0, name: str = "x", steps=3): ...
+    >>> param_type_problem(f, "alpha", "abc"), param_type_problem(f, "alpha", 3), param_type_problem(f, "steps", 1.5)
+    ("must be a number, got 'abc'", None, 'must be an integer, got 1.5')
+    """
+    expected = _declared_type(obj, key)
+    if expected is None or value is None:
+        return None
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"must be a number, got {value!r}"
+    if expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"must be an integer, got {value!r}"
+    if expected is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    return None if isinstance(value, str) else f"must be a string, got {value!r}"
+
+
+PLUGIN_HINT = (
+    "If it is defined in a plugin module, load that module: `dmlbench --plugin MODULE ...` "
+    "or `plugins: [MODULE]` in the config"
+)
+
+
 def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
     """Import user modules whose `@register` decorators add losses, samplers, ... to the registries."""
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as err:
+        except ModuleNotFoundError as err:
+            if err.name is None or not (module == err.name or module.startswith(err.name + ".")):
+                raise MissingModuleError(f"plugin module '{module}' imports a module that is missing: {err}") from err
             raise MissingModuleError(
-                f"could not import plugin module '{module}': {err}. Make sure it is importable "
-                "(installed, or its folder is on PYTHONPATH / the current directory)."
+                f"could not import plugin module '{module}': {err}. The `dmlbench` command does not look in the "
+                "current directory: install the module (pip install -e), or add its folder to PYTHONPATH "
+                f"(e.g. `PYTHONPATH=. dmlbench --plugin {module} ...`; SLURM and local jobs inherit it)"
+            ) from err
+        except Exception as err:  # a syntax error or a failing import-time statement in the user's file
+            raise MissingModuleError(
+                f"plugin module '{module}' failed while being imported: {type(err).__name__}: {err}; fix the module"
             ) from err

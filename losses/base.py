@@ -28,6 +28,9 @@ class MetricLoss(nn.Module):
     accepts_tuples: ClassVar[bool] = False  # can train on image-wise predefined triplets
     requires_tuples: ClassVar[bool] = False  # only meaningful with predefined triplets (image-wise)
     has_parameters: ClassVar[bool] = False  # owns trainable parameters (gets its own optimizer group)
+    # The loss parameters' learning rate is train.lr x lr_multiplier (e.g. 100 for Proxy-Anchor's
+    # proxies). A class attribute, or set `self.lr_multiplier` in __init__ to make it a config param.
+    lr_multiplier: float = 1.0
 
     def __init__(self) -> None:
         super().__init__()

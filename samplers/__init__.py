@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from dmlbench.registry import Registry
+from dmlbench.registry import PLUGIN_HINT, Registry
 from dmlbench.samplers.base import Batch, BatchSampler
 
-SAMPLERS: Registry[type[BatchSampler]] = Registry("sampler")
+SAMPLERS: Registry[type[BatchSampler]] = Registry("sampler", unknown_hint=PLUGIN_HINT)
 register = SAMPLERS.register
 
 

@@ -97,10 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         # Plugins first: their losses must be known when a command builds its options.
+        # `--plugin` is global but may stand anywhere (also after the command): read it here, once.
         plugins, rest = plugin_option_parser().parse_known_args(argv)
         import_plugins(plugins.plugin)
         parser = build_parser(selected_commands(rest))
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(rest)
+        args.plugin = plugins.plugin
         # `train cfg.yaml --quiet key=value`: argparse stops filling `overrides` at the first option.
         if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
             args.overrides = [*args.overrides, *extra]

@@ -27,7 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from dmlbench.results.tables import load_specs, to_markdown
 
     if not args.sweep_dir.is_dir():
-        raise UsageError(f"results folder not found: {args.sweep_dir}")
+        raise UsageError(
+            f"results folder not found: {args.sweep_dir}. A sweep writes to its output_dir (default "
+            "sweeps/<name>); `dmlbench sweep FILE --dry-run` prints the folder as its first line"
+        )
     out_dir: Path = args.out or (args.sweep_dir / "report")
     specs = load_specs(args.tables) if args.tables else None
     written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)

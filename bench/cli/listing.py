@@ -27,6 +27,7 @@ def describe_registries(what: str | None = None) -> str:
     from dmlbench import losses, samplers
     from dmlbench.data import DATASETS
     from dmlbench.model import BACKBONES
+    from dmlbench.registry import init_parameter_names
 
     sections: list[str] = []
     if what in (None, "losses"):
@@ -34,7 +35,9 @@ def describe_registries(what: str | None = None) -> str:
         for name in losses.LOSSES:
             cls = losses.LOSSES.get(name)
             flags = [flag for flag, on in cls.capabilities().items() if on]
-            rows.append([name, _fmt_params(losses.LOSSES.params(name)), ", ".join(flags) or "-"])
+            given = [k for k in losses.LOSS_HARNESS_ARGS if k in init_parameter_names(cls)]
+            harness = f"; from the harness: {', '.join(given)}" if given else ""
+            rows.append([name, _fmt_params(losses.LOSSES.params(name)) + harness, ", ".join(flags) or "-"])
         sections.append("Losses\n" + tabulate(rows, headers=["name", "parameters (defaults)", "capabilities"]))
     if what in (None, "samplers"):
         rows = [

@@ -15,18 +15,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTOR_KINDS, help="override the file's executor kind")
     p.add_argument("--profile", help="executor profile YAML (e.g. slurm/profiles/local.yaml) or its bare name")
     p.add_argument("--dry-run", action="store_true", help="show what would run and what is done; submit nothing")
+    p.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="rerun cells whose plugin code changed since they ran (old folders move to <output_dir>/replaced/)",
+    )
     p.add_argument("--runner", default=DEFAULT_RUNNER, help=argparse.SUPPRESS)  # tests: a stand-in trainer
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmlbench.plugins import merge_plugins
+    from dmlbench.sweep.describe import dropped_params_notes, format_loss_params
+
     sweep = load_sweep(args.file, executor=args.executor, profile=args.profile)
-    report = run_sweep(sweep, dry_run=args.dry_run, runner=args.runner)
+    plugins = merge_plugins(sweep.base.get("plugins") or [], getattr(args, "plugin", []))
+    if plugins:  # every cell's config lists them, so local and SLURM jobs import them too
+        sweep.base["plugins"] = plugins
+    report = run_sweep(sweep, dry_run=args.dry_run, runner=args.runner, rerun_changed=args.rerun_changed)
+    changed = {c.cell.run_id: c.change for c in report.changed}
     actions = {
         s.run_id: "skip" if s.state in ("done", "running", "pending") else ("would submit" if args.dry_run else "submit")
         for s in report.before
     }
+    for run_id in changed:
+        actions[run_id] = "would rerun (code changed)" if args.rerun_changed else "REFUSED (code changed)"
     print(f"sweep '{sweep.name}': {len(report.cells)} cells -> {sweep.runs_dir} (executor: {sweep.executor.kind})")
     print(format_status_table(report.before, actions))
+    for note in dropped_params_notes(sweep, report.cells):
+        print(f"note: {note}")
+    if args.dry_run:
+        print("resolved loss per cell (parameters the loss is built with; * = default):")
+        print(format_loss_params(report.cells))
+        if changed and not args.rerun_changed:
+            print(f"{len(changed)} cell(s) ran with other plugin code: `sweep` will refuse; add --rerun-changed to rerun them")
     todo = sum(a != "skip" for a in actions.values())
     print(f"before: {state_counts(report.before)}; {'would submit' if args.dry_run else 'submitted'} {todo}")
     if report.submitted and sweep.executor.kind == "slurm":

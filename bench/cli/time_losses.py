@@ -4,8 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from dmlbench.errors import UsageError
+
+
+def loss_params_by_name(names: list[str], pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """`-p key=value` options -> per-loss params: each key goes to every listed loss that takes it."""
+    from dmlbench.config import parse_override
+    from dmlbench.losses import LOSSES
+
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"-p '{pair}' must look like key=value (e.g. -p margin=0.1)")
+        key, value = parse_override(pair)
+        takers = [n for n in names if key in LOSSES.params(n)]
+        if not takers:
+            raise UsageError(f"-p {key}: none of the listed losses ({', '.join(names)}) takes a parameter '{key}'; "
+                             "see `dmlbench list losses`")
+        for name in takers:
+            out[name][key] = value
+    for name, given in out.items():
+        LOSSES.check_params(name, given)  # a bad value or a missing required parameter: one line, exit 2
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attributes", type=int, default=32, help="K for losses that need attributes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loss parameter, given to every listed loss that takes KEY (repeatable), e.g. -p margin=0.1",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = select_losses(args.losses)  # an unknown name raises UnknownNameError (exit 2)
+    params = loss_params_by_name(names, args.param)
     failures: list[str] = []
 
     def report(name: str, err: Exception) -> None:
@@ -52,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         num_attributes=args.attributes,
         seed=args.seed,
         on_error=report,
+        params=params,
     )
     print(
         f"forward+backward, median of {args.repeats} on {args.device} ({torch.get_num_threads()} threads); "

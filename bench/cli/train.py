@@ -18,9 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmlbench.config import load_config, run_id
+    from dmlbench.plugins import merge_plugins
     from dmlbench.rundir import is_done
 
     cfg = load_config(args.config, args.overrides)  # every key and enumerated value checked: before torch loads
+    cfg.plugins = merge_plugins(cfg.plugins, args.plugin)  # recorded in config.yaml: reruns import them too
     from dmlbench.train import train_run
 
     run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.output_dir) / run_id(cfg)

@@ -75,6 +75,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)  # `1e-4`: a number in YAML 1.2, a string to YAML 1.1 readers
         raise ConfigError(f"'{key}' must be a number, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -122,13 +124,16 @@ ConfigYamlLoader.yaml_implicit_resolvers = {
 ConfigYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# YAML 1.2 floats such as `1e-4` or `1.5e3`: YAML 1.1 (PyYAML's resolver) reads them as strings.
+EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+ConfigYamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(f"^{EXPONENT_FLOAT.pattern}$"), list("-+.0123456789"))
 
 
 def load_yaml(text: str) -> Any:
     """Parse config, sweep and preset YAML.
 
-    >>> load_yaml("{amp: off, pretrained: true}")
-    {'amp': 'off', 'pretrained': True}
+    >>> load_yaml("{amp: off, pretrained: true, lr: 1e-4}")
+    {'amp': 'off', 'pretrained': True, 'lr': 0.0001}
     """
     return yaml.load(text, Loader=ConfigYamlLoader)
 
@@ -179,6 +184,10 @@ def canonical(cfg: Config) -> dict[str, Any]:
     data = config_to_dict(cfg)
     for key in RUNTIME_KEYS:
         pop_dotted(data, key)
+    # Which modules are imported does not change a run: the code of the loss/sampler/... it uses does,
+    # and that is recorded and checked per run folder (dmlbench.plugins). Hashed as the empty list, so
+    # ids of runs from before this rule stay the same and `--plugin` and `plugins:` give equal ids.
+    data["plugins"] = []
     return data
 
 

@@ -54,7 +54,7 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     needed = steps + warmup
     scheduled = list(itertools.islice(run_schedule(parts.sampler, epochs=needed)(), needed))
     train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
-    labels_all = torch.from_numpy(parts.index.labels)
+    labels_all = torch.from_numpy(parts.loss_labels)
     attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
 
     def run_step(i: int, loaded: LoadedBatch) -> None:

@@ -6,6 +6,8 @@ on the same inputs: the least any loss over the full similarity matrix must spen
 forward + backward on un-normalised random embeddings (B/4 classes x 4 images, the batch-wise
 layout; losses that need predefined triplets get B/3 image-wise triplets) with random attribute
 logits/targets (K = 32) for losses that need attributes. Medians over ``--repeats`` after warm-up.
+A loss that asks for ``num_classes``, ``embedding_size`` or ``num_attributes`` gets the batch's class
+count, ``--dim`` and K, as training would give them; ``-p key=value`` sets a loss parameter.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import argparse
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tabulate import tabulate
@@ -123,8 +126,14 @@ def gemm_floor_step(inputs: LossInputs, grad_out: torch.Tensor) -> Callable[[], 
     return step
 
 
-def loss_step(name: str, inputs: LossInputs) -> Callable[[], None]:
-    loss_fn = build(name).to(inputs.embeddings.device)
+def loss_step(name: str, inputs: LossInputs, params: Mapping[str, Any] | None = None) -> Callable[[], None]:
+    # What training would hand a loss that asks: the batch's classes, the embedding size, K attributes.
+    harness = {
+        "num_classes": int(inputs.labels.max().item()) + 1,
+        "embedding_size": inputs.embeddings.shape[1],
+        "num_attributes": inputs.attr_logits.shape[1],
+    }
+    loss_fn = build(name, harness, **(params or {})).to(inputs.embeddings.device)
     use_attrs = loss_fn.needs_attributes
 
     def step() -> None:
@@ -153,6 +162,7 @@ def time_losses(
     num_attributes: int = 32,
     seed: int = 0,
     on_error: Callable[[str, Exception], None] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[TimingRow]:
     """One row per (shape, loss), plus a ``gemm-floor`` row per shape.
 
@@ -176,7 +186,7 @@ def time_losses(
                 inputs = tuples if LOSSES.get(name).requires_tuples else pairs
                 try:
                     samples = median_ms(
-                        loss_step(name, inputs), repeats=repeats, warmup=warmup, device=device
+                        loss_step(name, inputs, (params or {}).get(name)), repeats=repeats, warmup=warmup, device=device
                     )
                 except Exception as err:  # one broken (e.g. plugin) loss must not sink the whole table
                     if on_error is None:

@@ -51,7 +51,8 @@ LONG_COLUMNS: tuple[str, ...] = (
     "path",
 )
 # Folders that never hold run folders: skipping them keeps the walk fast on big sweep trees.
-_SKIP_DIRS = frozenset({"submitit", "__pycache__", "report", ".git"})
+# `replaced` holds runs a sweep set aside when their plugin code changed (dmlbench.plugins.REPLACED_DIR).
+_SKIP_DIRS = frozenset({"submitit", "__pycache__", "report", ".git", "replaced"})
 
 
 def split_metric(key: str) -> tuple[str, int | None]:

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from dmlbench.errors import UsageError, did_you_mean
 from dmlbench.results.collect import config_columns, metric_key
 from dmlbench.results.tables import short_key, summarize
 
@@ -192,7 +193,10 @@ def _pick_attribute(attributes: np.ndarray, names: Sequence[str], wanted: str | 
     """The requested attribute, else the most balanced one (closest to half present): the most informative colouring."""
     if wanted is not None:
         if wanted not in names:
-            raise ValueError(f"attribute '{wanted}' not in this sample; known: {', '.join(names[:20])} ...")
+            raise UsageError(
+                f"--attribute '{wanted}' is not an attribute of this run's dataset{did_you_mean(wanted, names)} "
+                f"Known: {', '.join(names)}"
+            )
         return list(names).index(wanted), wanted
     balance = np.abs((attributes > 0).mean(axis=0) - 0.5)
     index = int(np.argmin(balance))

@@ -3,6 +3,7 @@
 Layout of ``<output_dir>/<run_id>/``::
 
     config.yaml      the full resolved config (written first)
+    code.json        where plugin code the run uses came from (file sha256 or package version; dmlbench.plugins)
     cell.json        {"sweep": name, "grid": {dotted key: value}} when the run is a sweep cell
     history.jsonl    one JSON object per finished epoch (loss, lr, stats, sampler log, val metrics)
     checkpoint.pt    model/optimizer/scheduler/sampler/RNG state of the last completed step
@@ -27,6 +28,7 @@ from typing import Any
 
 CONFIG = "config.yaml"
 CELL = "cell.json"
+CODE = "code.json"
 HISTORY = "history.jsonl"
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"

@@ -19,6 +19,7 @@ from dmlbench import rundir
 from dmlbench.config import config_to_dict
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, exception_summary, preemption_safe_python, run_cell
+from dmlbench.sweep.reuse import ChangedCell, changed_code_cells, refuse_or_set_aside
 from dmlbench.sweep.slurm import run_slurm_command, slurm_available
 from dmlbench.sweep.spec import (
     CONSTRUCTOR_KEYS,
@@ -41,6 +42,7 @@ class SweepReport:
     submitted: dict[str, str] = field(default_factory=dict)  # run_id -> job id
     failed: list[str] = field(default_factory=list)  # run_ids that failed in a waited (local/inline) run
     dry_run: bool = False
+    changed: list[ChangedCell] = field(default_factory=list)  # folders that ran other plugin code (sweep.reuse)
 
 
 @contextlib.contextmanager
@@ -144,16 +146,23 @@ def run_sweep(
     dry_run: bool = False,
     runner: str = DEFAULT_RUNNER,
     log: Callable[[str], None] = print,
+    rerun_changed: bool = False,
 ) -> SweepReport:
-    """Expand, validate every cell, then submit (or run) the cells that are neither done nor queued."""
+    """Expand, validate every cell, then submit (or run) the cells that are neither done nor queued.
+    A cell whose folder ran other plugin code is refused, or rerun with `rerun_changed` (sweep.reuse)."""
     cells = expand(sweep, validate=True)
     kind = sweep.executor.kind
     if kind == "slurm" and not slurm_available():
         raise SweepError("executor 'slurm' needs the SLURM commands (sbatch, squeue, sacct) on PATH")
     if dry_run:
-        return SweepReport(sweep, cells, cell_statuses(sweep, cells), dry_run=True)
+        before = cell_statuses(sweep, cells)
+        return SweepReport(sweep, cells, before, dry_run=True, changed=changed_code_cells(sweep, cells, before))
     with sweep_lock(sweep.output_dir):
         before = cell_statuses(sweep, cells)
+        changed = changed_code_cells(sweep, cells, before)
+        if changed:
+            refuse_or_set_aside(sweep, changed, rerun_changed, log)
+            before = cell_statuses(sweep, cells)
         report = SweepReport(sweep, cells, before)
         todo_ids = {s.run_id for s in before if s.state not in ("done", "running", "pending")}
         todo = [c for c in cells if c.run_id in todo_ids]

@@ -33,6 +33,38 @@ class RunParts:
     device: torch.device
     notes: list[str]
 
+    @property
+    def loss_labels(self) -> np.ndarray:
+        """Per dataset image, the label the loss sees: training class ids mapped to 0..num_classes-1 in
+        ascending id order (-1 for classes without training images, which never reach the loss)."""
+        return training_label_codes(self.index.labels, self.train_positions)[0]
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the training images hold (what a loss's `num_classes` gets)."""
+        return len(np.unique(self.index.labels[self.train_positions]))
+
+    def loss_harness(self) -> dict[str, int]:
+        """What `losses.build` may hand a loss that asks (dmlbench.losses.LOSS_HARNESS_ARGS)."""
+        return {
+            "num_classes": self.num_classes,
+            "embedding_size": self.cfg.model.emb_dim,
+            "num_attributes": self.index.num_attributes,
+        }
+
+
+def training_label_codes(labels: np.ndarray, train_positions: np.ndarray) -> tuple[np.ndarray, int]:
+    """(contiguous code per image, number of training classes); classes absent from training get -1.
+
+    >>> training_label_codes(np.array([7, 3, 3, 9, 5]), np.array([0, 1, 2]))
+    (array([ 1,  0,  0, -1, -1]), 2)
+    """
+    classes = np.unique(labels[train_positions])
+    codes = np.full(labels.shape, -1, dtype=np.int64)
+    known = np.isin(labels, classes)
+    codes[known] = np.searchsorted(classes, labels[known])
+    return codes, len(classes)
+
 
 
 def prepare(
@@ -42,7 +74,12 @@ def prepare(
     device = device or preflight(cfg)
     index = load_index(cfg)
     sampler_cls = samplers.SAMPLERS.get(cfg.sampler.name)
-    problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes, cfg.loss.params)
+    harness = {
+        "num_classes": len(np.unique(index.labels[index.indices("train")])),
+        "embedding_size": cfg.model.emb_dim,
+        "num_attributes": index.num_attributes,
+    }
+    problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes, cfg.loss.params, harness)
     if problem:
         raise ConfigError(problem)
     train_positions = index.indices("train")

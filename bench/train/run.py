@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 from dmlbench import rundir
 from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
 from dmlbench.data.dataset import ImageDataset
+from dmlbench.plugins import check_same_code, record_code
+from dmlbench.registry import import_plugins
 from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
@@ -193,11 +195,14 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     """
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / run_id(cfg)
     if rundir.is_done(run_dir):
+        import_plugins(cfg.plugins)
+        check_same_code(run_dir, cfg)  # a finished run of other plugin code is not this run's result
         return rundir.read_json(run_dir / rundir.METRICS)
     # Typos, missing weights or a missing compiler fail before the run folder even exists.
     device = preflight(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
+    record_code(run_dir, cfg)
 
     def log(line: str) -> None:
         rundir.append_log(run_dir, line)
@@ -218,7 +223,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         trainer,
         iter(training_loader(cfg, train_set, schedule, device)),
         progress,
-        labels_all=torch.from_numpy(parts.index.labels),
+        labels_all=torch.from_numpy(parts.loss_labels),
         attributes=None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32)),
     )
     for epoch in range(start.epoch, cfg.train.epochs):

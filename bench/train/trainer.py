@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -116,6 +117,27 @@ class Trainer:
         return float(loss.item()), float(grad_norm)
 
 
+def loss_parameter_group(cfg: Config, loss_fn: losses.MetricLoss, notes: list[str]) -> dict[str, Any] | None:
+    """The optimizer group of the loss's trainable parameters (lr = train.lr x the loss's lr_multiplier),
+    None when it has none. A loss that owns parameters without declaring `has_parameters = True` still
+    gets them trained; the note (logged, and kept in metrics.json) says to declare it."""
+    trainable = [p for p in loss_fn.parameters() if p.requires_grad]
+    if not trainable:
+        return None
+    if not loss_fn.has_parameters:
+        note = (
+            f"loss '{cfg.loss.name}' owns trainable parameters but does not set has_parameters = True: "
+            "they are trained anyway (own optimizer group); declare the flag in the loss class"
+        )
+        notes.append(note)
+        warnings.warn(note, stacklevel=2)
+    multiplier = float(getattr(loss_fn, "lr_multiplier", 1.0))
+    group: dict[str, Any] = {"params": trainable}
+    if multiplier != 1.0:  # the group otherwise takes the optimizer's default lr, as it always has
+        group["lr"] = cfg.train.lr * multiplier
+    return group
+
+
 def build_trainer(parts: RunParts) -> Trainer:
     cfg, device = parts.cfg, parts.device
     # Process-wide switches, set both ways: an inline sweep runs several configs in one process.
@@ -139,13 +161,14 @@ def build_trainer(parts: RunParts) -> Trainer:
     if cfg.train.compile != "off":
         # In place: the forward is compiled, parameter names (state_dict, checkpoints) stay unchanged.
         model.compile(mode=None if cfg.train.compile == "default" else cfg.train.compile)
-    loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(device)
+    loss_fn = losses.build(cfg.loss.name, parts.loss_harness(), **cfg.loss.params).to(device)
     model.train()  # applies model.freeze_bn, so frozen BatchNorm parameters stay out of the optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     param_groups: list[dict[str, Any]] = [{"params": params}]
-    if loss_fn.has_parameters:
-        param_groups.append({"params": list(loss_fn.parameters())})
-        params = params + list(loss_fn.parameters())
+    loss_params = loss_parameter_group(cfg, loss_fn, parts.notes)
+    if loss_params is not None:
+        param_groups.append(loss_params)
+        params = params + list(loss_params["params"])
     optimizer = build_optimizer(cfg, param_groups)
     scheduler = build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.train.amp == "fp16" else None

@@ -10,22 +10,28 @@ loss 'triplet' trains on predefined triplets, but the sampler yields plain batch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dmlbench.losses import LOSSES, build
 
 
 def compatibility_error(
-    loss_name: str, sampler_layout: str, num_attributes: int, params: dict[str, Any] | None = None
+    loss_name: str,
+    sampler_layout: str,
+    num_attributes: int,
+    params: dict[str, Any] | None = None,
+    harness: Mapping[str, Any] | None = None,
 ) -> str | None:
     """A message saying what to change when the loss cannot train in this setting, else None.
 
     ``sampler_layout`` is the sampler's ``layout`` ("pairs" or "tuples"); ``num_attributes`` the
     dataset's attribute count (0 when it has none). ``params`` (the loss's config params) matter where a
-    capability depends on them, e.g. ``bdl`` with ``lambda_attr > 0`` needs attributes.
+    capability depends on them, e.g. ``bdl`` with ``lambda_attr > 0`` needs attributes. ``harness``: what
+    `losses.build` hands a loss that asks (num_classes, embedding_size, num_attributes).
     """
     try:
-        loss = build(loss_name, **(params or {}))
+        loss = build(loss_name, harness, **(params or {}))
     except (KeyError, ValueError, TypeError) as err:
         return str(err.args[0]) if err.args else str(err)
     if loss.needs_attributes and num_attributes <= 0:
