@@ -36,6 +36,8 @@ def wandb_records(path: Path) -> list[Any]:
         if kind == 0 and length == 0:
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a record cut off by a killed writer
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk  # FULL/FIRST start a record
