@@ -80,6 +80,8 @@ class Tracking:
         print(f"dmlbench: {line}", file=sys.stderr, flush=True)
 
     def _each(self, action: str, call: Any) -> None:
+        if not self.trackers:  # no tracker configured: nothing runs at all
+            return
         with rng_preserved():
             self._each_unguarded(action, call)
 

@@ -53,10 +53,12 @@ def publish_runs(run_dirs: list[Path], sweep_name: str, uri: str, report_files: 
     """Log each finished run not yet in the experiment, then the report files as one 'report' run.
     Returns (published, skipped)."""
     published = skipped = 0
+    experiments: set[str] = set()
     for run_dir in run_dirs:
         cfg = config_from_dict(load_yaml((run_dir / rundir.CONFIG).read_text()))
         info = run_info(cfg, run_dir)
         info = dataclasses.replace(info, sweep=info.sweep or sweep_name)
+        experiments.add(str(info.sweep))
         tracker = _tracker(uri, run_dir)
         tracker.where()  # raises TrackerUnavailable when mlflow is not installed
         if _already_published(uri, info):
@@ -71,7 +73,9 @@ def publish_runs(run_dirs: list[Path], sweep_name: str, uri: str, report_files: 
         tracker.close(ok=True)
         published += 1
     if report_files:
-        report = RunInfo(run_id=f"{sweep_name}-report", name=f"{sweep_name} report", project=sweep_name, sweep=sweep_name)
+        # Beside the runs when they share one experiment (one sweep), else in one named after the folder.
+        name = experiments.pop() if len(experiments) == 1 else sweep_name
+        report = RunInfo(run_id=f"{name}-report", name=f"{name} report", project=name, sweep=name)
         tracker = _tracker(uri, Path("."))
         tracker.start(report, None)
         tracker.log_final({}, 0, report_files)
