@@ -51,6 +51,12 @@ CI_NOTE = (
 )
 
 
+BOLD_OVERLAP_NOTE = (
+    "Bold marks the highest mean only: where its interval overlaps another row's (or n = 1), "
+    "the difference is not significant at 95%."
+)
+
+
 def t_halfwidth(std: float, n: int, confidence: float = 0.95) -> float:
     """Half-width of the two-sided t confidence interval of a mean; NaN when n < 2."""
     if n < 2 or not np.isfinite(std):
@@ -217,7 +223,23 @@ class Table:
         if definition:
             parts.append(f"{definition}.")
         parts.append(f"{CI_NOTE}{scale}.{extra}")
+        if self.bold_overlaps():
+            parts.append(BOLD_OVERLAP_NOTE)
         return " ".join(parts)
+
+    def bold_overlaps(self) -> bool:
+        """Whether some bold (best-mean) cell's 95 % interval overlaps another row's in its column, or has
+        none (one seed): then bold is not a significant win, and the caption says so."""
+        for _, column in self.cells.groupby("column", sort=False):
+            best = column[column["best"]]
+            others = column[~column["best"]]
+            if best.empty or others.empty:
+                continue
+            if not np.isfinite(best["ci"]).all() or not np.isfinite(others["ci"]).all():
+                return True
+            if (best["mean"] - best["ci"]).min() <= (others["mean"] + others["ci"]).max():
+                return True
+        return False
 
 
 def build_table(

@@ -39,6 +39,9 @@ def test_latex_table_is_ascii_right_aligned_and_compiles(frame: pd.DataFrame, tm
     bdl_row = next(line for line in md.splitlines() if line.startswith("| bdl"))
     assert re.search(r"97\.\d \(\d+\.\d–100\.0\)", bdl_row), bdl_row  # the interval, clipped at 100
 
+    # ms has one seed (no interval), so bdl's bold cannot be a significant win: the caption says so.
+    assert table.bold_overlaps() and "Bold marks the highest mean only" in md
+
     tex = to_latex(table)
     tex.encode("ascii")  # pdflatex without inputenc tricks: no ·, √, ± or – left
     assert "booktabs" in tex.splitlines()[0]  # says what it needs
