@@ -49,6 +49,10 @@ def wandb_records(path: Path) -> list[Any]:
     return records
 
 
+def _item_key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)  # keys with "/" come as nested_key parts
+
+
 def wandb_run(run_file: Path) -> dict[str, Any]:
     """id, config, history rows, summary and artifact names of one offline W&B run file."""
     out: dict[str, Any] = {"id": None, "group": None, "config": {}, "history": [], "summary": {}, "artifacts": []}
@@ -56,11 +60,11 @@ def wandb_run(run_file: Path) -> dict[str, Any]:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             out["id"], out["group"] = record.run.run_id, record.run.run_group
-            out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
+            out["config"].update({_item_key(i): json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "history":
-            out["history"].append({i.key: json.loads(i.value_json) for i in record.history.item})
+            out["history"].append({_item_key(i): json.loads(i.value_json) for i in record.history.item})
         elif kind == "summary":
-            out["summary"].update({i.key: json.loads(i.value_json) for i in record.summary.update if i.key})
+            out["summary"].update({_item_key(i): json.loads(i.value_json) for i in record.summary.update})
         elif kind == "artifact":
             out["artifacts"].append((record.artifact.name, [m.path for m in record.artifact.manifest.contents]))
     return out
