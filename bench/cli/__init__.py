@@ -35,6 +35,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "time-losses": ("dmlbench.cli.time_losses", "time loss forward+backward against the GEMM floor"),
     "bench-eval": ("dmlbench.cli.bench_eval", "time exact retrieval metrics against the GEMM floor"),
     "bench-train": ("dmlbench.cli.bench_train", "training images/s: input pipeline vs pre-loaded tensors"),
+    "weights": ("dmlbench.cli.weights", "fetch backbone weights into the caches runs read (needs internet)"),
 }
 DATA_COMMANDS: dict[str, CommandSpec] = {
     "synth": ("dmlbench.cli.data_synth", "render the synthshop dataset (In-Shop format)"),

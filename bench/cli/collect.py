@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tables", type=Path, default=None, metavar="YAML", help="table specs (default: the presets)"
     )
     parser.add_argument("--no-plots", action="store_true", help="tables only (faster)")
+    parser.add_argument(
+        "--to", default=None, metavar="mlflow=URI",
+        help="also publish the finished runs and the report to an MLflow tracking URI (runs already there are skipped)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         )
     out_dir: Path = args.out or (args.sweep_dir / "report")
     specs = load_specs(args.tables) if args.tables else None
+    if args.to:
+        from dmlbench.track.publish import parse_target
+
+        parse_target(args.to)  # a bad target fails before any work
     written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
     print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
     if not collection.finished and not collection.problems:
@@ -40,4 +48,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n" + format_problems(collection.problems), file=sys.stderr)
     print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
+    if args.to:
+        _publish(args.to, collection.finished, args.sweep_dir, written)
     return 0
+
+
+def _publish(target: str, run_dirs: list[Path], sweep_dir: Path, report_files: list[Path]) -> None:
+    from dmlbench.track import TrackerUnavailable
+    from dmlbench.track.publish import parse_target, publish_runs
+
+    _kind, uri = parse_target(target)
+    try:
+        published, skipped = publish_runs(sorted(run_dirs), sweep_dir.resolve().name, uri, [p for p in report_files if p.is_file()])
+    except TrackerUnavailable as err:
+        raise UsageError(f"cannot publish to {uri}: {err}") from None
+    except Exception as err:  # the tracker's own errors (server refused, bad URI): one line, not a traceback
+        raise UsageError(f"cannot publish to {uri}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+    print(f"published {published} run(s) to {uri} ({skipped} already there) and the report", file=sys.stderr)

@@ -49,6 +49,7 @@ from dmlbench.config.schema import (
     LossConfig,
     ModelConfig,
     SamplerConfig,
+    TrackConfig,
     TrainConfig,
     enumerated_keys,
 )
@@ -57,7 +58,7 @@ from dmlbench.errors import ConfigError
 __all__ = [
     "AMP_MODES", "BACKENDS", "COMPILE_MODES", "KEY_ALIASES", "LAYERS", "LR_SCHEDULES", "NAME_CHECKED_KEYS",
     "OPTIMIZERS", "PROTOCOLS", "RUNTIME_KEYS", "Config", "ConfigError", "ConfigYamlLoader", "DataConfig",
-    "EvalConfig", "LossConfig", "ModelConfig", "SamplerConfig", "TrainConfig", "apply_overrides", "canonical",
+    "EvalConfig", "LossConfig", "ModelConfig", "SamplerConfig", "TrackConfig", "TrainConfig", "apply_overrides", "canonical",
     "config_from_dict", "config_to_dict", "dump_config", "enumerated_keys", "get_dotted", "load_config",
     "load_yaml", "normalise_key", "parse_override", "run_id", "set_dotted",
 ]

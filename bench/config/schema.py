@@ -21,6 +21,8 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 Backend = Literal["auto", "torch", "faiss-cpu", "faiss-gpu"]
 Layer = Literal["emb", "fc", "conv"]
 Protocol = Literal["query-gallery", "leave-one-out"]
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+WandbMode = Literal["online", "offline"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
@@ -29,6 +31,7 @@ COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 LAYERS: tuple[Layer, ...] = get_args(Layer)  # in the order tables list them
 PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
+TRACKERS: tuple[str, ...] = get_args(TrackerName)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,19 @@ class EvalConfig:
 
 
 @dataclass
+class TrackConfig:
+    """Optional experiment trackers (`dmlbench.track`): where a run's curves are mirrored, never its result."""
+
+    trackers: list[TrackerName] = field(default_factory=list)  # e.g. [tensorboard, mlflow]
+    project: str = "dmlbench"  # W&B project; the MLflow experiment of a run that is no sweep cell
+    tensorboard_dir: str | None = None  # None: <run folder>/tensorboard
+    mlflow_uri: str | None = None  # a folder, sqlite:///file.db or http(s)://server; None: $MLFLOW_TRACKING_URI or ./mlruns
+    wandb_mode: WandbMode = "online"  # offline: files only, upload later with `wandb sync`
+    wandb_entity: str | None = None
+    wandb_dir: str | None = None  # None: the run folder
+
+
+@dataclass
 class Config:
     name: str = ""  # free-form label shown in tables
     seed: int = 0
@@ -124,6 +140,7 @@ class Config:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
 
 
 # Keys that change where or how fast a run happens but not its result: left out of the run_id.
@@ -137,6 +154,7 @@ RUNTIME_KEYS = frozenset(
         "train.compile",
         "eval.backend",
         "eval.batch_size",
+        "track",  # trackers only mirror what the run folder holds
     }
 )
 

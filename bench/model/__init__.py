@@ -1,5 +1,8 @@
 """Backbone -> pooled Conv feature -> FC -> {Emb, Attr} (SGML Fig. 3); forward returns every layer.
 
+Backbones: the torchvision ones registered here, and any timm model as `timm/<name>`
+(`dmlbench.model.timm_backbones`).
+
 Pretrained ImageNet weights are never downloaded: they are read from the torch hub cache
 (``$TORCH_HOME/hub/checkpoints/<file>``), from a pip package that ships them (``efficientnet_lite0``), or
 from ``model.weights_path``; when missing, building the model fails before training with a message naming
@@ -8,10 +11,12 @@ the exact file and folder (or the pip command).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torchvision
@@ -19,6 +24,7 @@ from torch import nn
 
 from dmlbench.data.transforms import IMAGENET_NORMALIZATION, Normalization
 from dmlbench.errors import MissingModuleError, WeightsMissingError
+from dmlbench.model import timm_backbones
 from dmlbench.registry import Registry
 
 
@@ -27,7 +33,7 @@ class Backbone:
     """How to build a torchvision trunk whose output is the pooled Conv feature."""
 
     build: Callable[[], nn.Module]  # returns the trunk without its classifier, output (B, feature_dim)
-    feature_dim: int
+    feature_dim: int | None  # None: read from the built trunk (`num_features`)
     weights_file: str  # ImageNet checkpoint file name (in the torch hub cache, or in `packaged_weights`'s package)
     # Optional: the weights file ships inside an installed package instead of the torch hub cache.
     packaged_weights: Callable[[], Path] | None = None
@@ -35,9 +41,40 @@ class Backbone:
     install_hint: str = ""  # the pip command that installs `requires`
     # Input (mean, std) per channel, as the pretrained weights were trained; used for every image we feed it.
     input_normalization: Normalization = IMAGENET_NORMALIZATION
+    # Optional, for trunks whose own loader reads the weights (timm): the weights file (WeightsMissingError
+    # naming where to put it) from `model.weights_path`, and the trunk built with that file loaded.
+    locate_weights: Callable[[str | None], Path] | None = None
+    build_pretrained: Callable[[Path], nn.Module] | None = None
 
 
-BACKBONES: Registry[Backbone] = Registry("backbone")
+class BackboneRegistry(Registry[Backbone]):
+    """The registered backbones, plus every timm model as `timm/<name>` (built on demand)."""
+
+    def get(self, name: str) -> Backbone:
+        if name.startswith(timm_backbones.PREFIX):
+            return _timm_backbone(name.removeprefix(timm_backbones.PREFIX))
+        return super().get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or (isinstance(name, str) and name.startswith(timm_backbones.PREFIX))
+
+
+@functools.cache
+def _timm_backbone(name: str) -> Backbone:
+    timm_backbones.check_name(name)
+    return Backbone(
+        build=functools.partial(timm_backbones.build, name),
+        feature_dim=None,
+        weights_file="",
+        requires=("timm",),
+        install_hint=timm_backbones.INSTALL_HINT,
+        input_normalization=timm_backbones.normalization(name),
+        locate_weights=functools.partial(timm_backbones.locate_weights, name),
+        build_pretrained=functools.partial(timm_backbones.build, name),
+    )
+
+
+BACKBONES: BackboneRegistry = BackboneRegistry("backbone")
 
 
 def _resnet(name: str, dim: int, weights_file: str) -> Backbone:
@@ -128,9 +165,11 @@ def require_packages(backbone: str) -> None:
 
 def weights_location(backbone: str, weights_path: str | None) -> Path:
     """Where the ImageNet weights of `backbone` are expected."""
+    spec = BACKBONES.get(backbone)
+    if spec.locate_weights is not None:
+        return spec.locate_weights(weights_path)
     if weights_path:
         return Path(weights_path).expanduser()
-    spec = BACKBONES.get(backbone)
     if spec.packaged_weights is not None:
         return spec.packaged_weights()
     return Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
@@ -141,7 +180,7 @@ def check_weights(backbone: str, pretrained: bool, weights_path: str | None) -> 
     require_packages(backbone)  # optional backbone packages are needed with and without pretrained weights
     if not pretrained and not weights_path:
         return
-    path = weights_location(backbone, weights_path)
+    path = weights_location(backbone, weights_path)  # a timm backbone raises here, naming its cache
     if not path.is_file():
         raise WeightsMissingError(
             f"pretrained weights for {backbone} not found: put the file '{path.name}' into the folder "
@@ -168,14 +207,19 @@ class EmbeddingNet(nn.Module):
     ) -> None:
         super().__init__()
         spec = BACKBONES.get(backbone)
-        self.trunk = spec.build()
-        if pretrained or weights_path:
+        if spec.build_pretrained is not None and (pretrained or weights_path):
+            check_weights(backbone, pretrained, weights_path)
+            self.trunk = spec.build_pretrained(weights_location(backbone, weights_path))
+        else:
+            self.trunk = spec.build()
+        if spec.build_pretrained is None and (pretrained or weights_path):
             check_weights(backbone, pretrained, weights_path)
             state = torch.load(weights_location(backbone, weights_path), map_location="cpu", weights_only=True)
             missing, _unexpected = self.trunk.load_state_dict(state, strict=False)
             if missing:
                 raise ValueError(f"weights file for {backbone} lacks {len(missing)} trunk tensors, e.g. {missing[:3]}")
-        self.fc = nn.Sequential(nn.Linear(spec.feature_dim, fc_dim), nn.ReLU(inplace=True))
+        feature_dim = spec.feature_dim or int(cast(Any, self.trunk).num_features)  # timm: read from the model
+        self.fc = nn.Sequential(nn.Linear(feature_dim, fc_dim), nn.ReLU(inplace=True))
         self.emb = nn.Linear(fc_dim, emb_dim)
         self.attr = nn.Linear(fc_dim, num_attributes) if num_attributes > 0 else None
         self.freeze_bn = freeze_bn

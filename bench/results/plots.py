@@ -23,16 +23,17 @@ from matplotlib.ticker import MaxNLocator
 
 from dmlbench.errors import UsageError, did_you_mean
 from dmlbench.results.collect import config_columns, metric_key
-from dmlbench.results.tables import short_key, summarize
+from dmlbench.results.tables import is_bookkeeping, short_key, summarize
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
 PROJECTION_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
-def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] | None = None) -> list[Path]:
+    """`stem.<fmt>` for each format (default: FORMATS, read at call time)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
+    for fmt in formats or FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
         fig.savefig(path, dpi=150, bbox_inches="tight")
         paths.append(path)
@@ -40,13 +41,49 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> li
 
 
 def _varying_keys(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
-    return [c for c in config_columns(frame) if c not in exclude and frame[c].nunique(dropna=False) > 1]
+    """Config keys that vary (bookkeeping keys such as train.num_workers never split lines)."""
+    return [
+        c for c in config_columns(frame)
+        if c not in exclude and not is_bookkeeping(c) and frame[c].nunique(dropna=False) > 1
+    ]
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
-    return ", ".join(
-        str(v) if i == 0 else f"{short_key(k)}={v}" for i, (k, v) in enumerate(zip(keys, values, strict=True))
-    )
+    """A legend entry naming the values that vary; a key a cell does not have (NaN) is left out.
+
+    >>> _label(["loss.name", "sampler.params", "loss.params.alpha"], ["bdl", float("nan"), 2.0])
+    'bdl, alpha=2.0'
+    """
+    parts = [
+        str(v) if i == 0 else f"{short_key(k)}={v}"
+        for i, (k, v) in enumerate(zip(keys, values, strict=True))
+        if i == 0 or not _is_missing(v)
+    ]
+    return ", ".join(parts)
+
+
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes, never over the data (savefig's tight bbox keeps it in the file)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def _seeds_note(n: pd.Series) -> str:
+    """What a plotted value is: a single run, or a mean with its 95 % t-interval drawn.
+
+    >>> _seeds_note(pd.Series([1, 1])), _seeds_note(pd.Series([3, 3])), _seeds_note(pd.Series([1, 3]))
+    ('1 seed, no interval', 'mean ± 95% t-interval over n=3 seeds', 'mean over n=1–3 seeds; 95% t-interval where n ≥ 2')
+    """
+    low, high = int(n.min()), int(n.max())
+    if high < 2:
+        return f"{high} seed, no interval"
+    if low == high:
+        return f"mean ± 95% t-interval over n={high} seeds"
+    return f"mean over n={low}–{high} seeds; 95% t-interval where n ≥ 2"
 
 
 def plot_recall_curves(
@@ -76,8 +113,11 @@ def plot_recall_curves(
         values = values if isinstance(values, tuple) else (values,)
         group = group.sort_values("k")
         ks = group["k"].astype(float).to_numpy()
-        yerr = np.nan_to_num(group["ci"].to_numpy() * 100)
-        ax.errorbar(ks, group["mean"] * 100, yerr=yerr, marker="o", capsize=3, label=_label(keys, values))
+        mean = group["mean"].to_numpy() * 100
+        ci = np.nan_to_num(group["ci"].to_numpy() * 100)
+        # Bars clipped to [0, 100]: a fraction of queries cannot leave it (t-intervals of few seeds can).
+        yerr = np.vstack([mean - np.maximum(mean - ci, 0.0), np.minimum(mean + ci, 100.0) - mean])
+        ax.errorbar(ks, mean, yerr=yerr, marker="o", capsize=3, label=_label(keys, values))
     all_ks = sorted(stats["k"].dropna().astype(int).unique())
     if len(all_ks) > 1 and all_ks[0] > 0:
         ax.set_xscale("log")
@@ -85,9 +125,10 @@ def plot_recall_curves(
     ax.minorticks_off()
     ax.set_xlabel("K")
     ax.set_ylabel(f"{metric_key(metric, None).capitalize()}@K (%)")
-    ax.set_title(f"{dataset}, layer {layer}: mean ± 95% CI over seeds")
+    ax.set_title(f"{dataset}, layer {layer}: {_seeds_note(stats['n'])}", fontsize=10)
+    ax.set_ylim(top=min(ax.get_ylim()[1], 100.0 + 2.0), bottom=max(ax.get_ylim()[0], 0.0 - 2.0))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return save_figure(fig, stem)
 
 
@@ -124,7 +165,7 @@ def plot_heatmap(
         _heatmap_panel(fig, ax, summarize(panel, [row_key, col_key]), row_key, col_key, metric_key(metric, k))
         title = _label(others, values) if others else f"{dataset}, layer {layer}"
         ax.set_title(f"{title}: {metric_key(metric, k)}", fontsize=9)
-    fig.suptitle(f"{dataset}, layer {layer}: mean ± 95% CI over seeds", fontsize=10)
+    fig.suptitle(f"{dataset}, layer {layer}: {_seeds_note(summarize(data, [row_key, col_key, *others])['n'])}", fontsize=10)
     return save_figure(fig, stem)
 
 
@@ -160,14 +201,19 @@ def plot_training_curves(
     val_columns = [c for c in history.columns if c.startswith("val:")]
     if val_metric is None and val_columns:
         val_metric = "val:recall@1" if "val:recall@1" in val_columns else val_columns[0]
-    panels = [("loss", "training loss")] + (
-        [(val_metric, f"validation {val_metric[4:]}")] if val_metric else []
+    # Losses of different kinds have different scales: each gets its own panel (and y axis).
+    losses = sorted(history["loss.name"].dropna().unique()) if "loss.name" in history.columns else []
+    loss_panels: list[tuple[str, str, Any]] = (
+        [("loss", f"training loss: {name}", name) for name in losses] if len(losses) > 1 else [("loss", "training loss", None)]
     )
+    panels = loss_panels + ([(val_metric, f"validation {val_metric[4:]}", None)] if val_metric else [])
     keys = [by, *_varying_keys(history, exclude=(by, "seed"))] if by in history.columns else ["run_id"]
-    fig = Figure(figsize=(5 * len(panels), 3.8), layout="constrained")
-    for index, (column, title) in enumerate(panels):
+    fig = Figure(figsize=(5.5 * len(panels), 3.8), layout="constrained")
+    for index, (column, title, only_loss) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), index + 1)
         data = history[history[column].notna()] if column in history.columns else history.iloc[0:0]
+        if only_loss is not None:
+            data = data[data["loss.name"] == only_loss]
         if data.empty:
             ax.set_title(f"{title}: no data")
             continue
@@ -185,7 +231,7 @@ def plot_training_curves(
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
     return save_figure(fig, stem)
 
 
@@ -262,7 +308,7 @@ def plot_embedding(
     for col, method in enumerate(methods):
         xy = project_embeddings(emb, method, seed)
         ax = fig.add_subplot(n_rows, len(methods), col + 1)
-        ax.scatter(xy[:, 0], xy[:, 1], c=label_codes % 20, cmap="tab20", s=6, linewidths=0)
+        ax.scatter(xy[:, 0], xy[:, 1], c=class_colours(label_codes), s=6, linewidths=0)
         ax.set_title(f"{PROJECTION_NAMES[method]} — by class ({label_codes.max() + 1} classes)", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -275,8 +321,43 @@ def plot_embedding(
             ax.set_xticks([])
             ax.set_yticks([])
             ax.legend(fontsize=7, markerscale=2)
-    fig.suptitle(f"{sample.parent.name}: {len(emb)} embeddings (cosine / L2-normalised)", fontsize=10)
+    fig.suptitle(f"{run_title(sample.parent)}: {len(emb)} embeddings (cosine / L2-normalised)", fontsize=10)
     return save_figure(fig, stem)
+
+
+def class_colours(codes: np.ndarray) -> np.ndarray:
+    """One distinct colour per class: tab20 up to 20 classes, evenly spaced hues beyond (never repeated).
+
+    >>> len({tuple(c) for c in class_colours(np.arange(24))})
+    24
+    """
+    from matplotlib import colormaps
+
+    n = int(codes.max()) + 1 if len(codes) else 1
+    if n <= 20:
+        return colormaps["tab20"](codes % 20)
+    return colormaps["turbo"](np.linspace(0.0, 1.0, n))[codes]
+
+
+def run_title(run_dir: Path) -> str:
+    """What a run is, for a figure title: dataset, backbone, loss, sampler and seed from its config.yaml
+    (its folder name when there is none)."""
+    from dmlbench.config.io import load_yaml
+    from dmlbench.rundir import CONFIG
+
+    try:
+        config = load_yaml((run_dir / CONFIG).read_text()) or {}
+    except (OSError, ValueError):
+        return run_dir.name
+    parts = [
+        str(config.get("name") or ""),
+        str((config.get("data") or {}).get("dataset", "")),
+        str((config.get("model") or {}).get("backbone", "")),
+        str((config.get("loss") or {}).get("name", "")),
+        str((config.get("sampler") or {}).get("name", "")),
+        f"seed {config.get('seed', 0)}",
+    ]
+    return ", ".join(p for p in parts if p) + f" ({run_dir.name})"
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,12 @@ METRIC_DEFINITIONS: dict[str, str] = {
 CI_NOTE = (
     "mean ± 95% t-interval half-width over seeds (t_0.975,n-1 · s/√n; none when n = 1); "
     "n = seeds; best per column in bold; cosine similarity on L2-normalised features"
+)
+
+
+BOLD_OVERLAP_NOTE = (
+    "Bold marks the highest mean only: where its interval overlaps another row's (or n = 1), "
+    "the difference is not significant at 95%."
 )
 
 
@@ -161,6 +168,17 @@ def _sort_key(value: Any, order: Sequence[str] = ()) -> tuple[int, Any]:
     return (1, str(value))
 
 
+def is_bookkeeping(key: str) -> bool:
+    """A runtime key (or inside one): it changes where or how fast a run happens, not its result.
+
+    >>> is_bookkeeping("train.num_workers"), is_bookkeeping("track.project"), is_bookkeeping("loss.name")
+    (True, True, False)
+    """
+    from dmlbench.config import RUNTIME_KEYS
+
+    return any(key == k or key.startswith(f"{k}.") for k in RUNTIME_KEYS)
+
+
 def _varies(series: pd.Series) -> bool:
     return series.nunique(dropna=False) > 1
 
@@ -202,7 +220,23 @@ class Table:
         if definition:
             parts.append(f"{definition}.")
         parts.append(f"{CI_NOTE}{scale}.{extra}")
+        if self.bold_overlaps():
+            parts.append(BOLD_OVERLAP_NOTE)
         return " ".join(parts)
+
+    def bold_overlaps(self) -> bool:
+        """Whether some bold (best-mean) cell's 95 % interval overlaps another row's in its column, or has
+        none (one seed): then bold is not a significant win, and the caption says so."""
+        for _, column in self.cells.groupby("column", sort=False):
+            best = column[column["best"]]
+            others = column[~column["best"]]
+            if best.empty or others.empty:
+                continue
+            if not np.isfinite(best["ci"]).all() or not np.isfinite(others["ci"]).all():
+                return True
+            if (best["mean"] - best["ci"]).min() <= (others["mean"] + others["ci"]).max():
+                return True
+        return False
 
 
 def build_table(
@@ -246,7 +280,11 @@ def build_table(
 
     # Every other varying config key joins the rows: different configurations are never averaged.
     fixed = {*spec.rows, spec.columns, "seed"}
-    added = [c for c in config_columns(data) if c not in fixed and _varies(data[c])]
+    # Bookkeeping keys (where or how fast a run happened, `config.RUNTIME_KEYS`) are no hyper-parameters.
+    added = [
+        c for c in config_columns(data)
+        if c not in fixed and _varies(data[c]) and not is_bookkeeping(c)
+    ]
     if spec.layer is None and "layer" not in fixed:
         added.append("layer")
     # The spec's rows lead, then the added keys; `layer` always last so a configuration's layers sit together.
@@ -304,11 +342,17 @@ def _fmt_number(value: float, spec: TableSpec) -> str:
 
 
 def _fmt_cell(cell: pd.Series | None, spec: TableSpec) -> tuple[str, bool]:
+    """`mean ± half-width`; an interval reaching past 0 or 100 % is printed as its clipped bounds
+    `mean (low–high)`, since a fraction of queries cannot leave [0, 1]."""
     if cell is None:
         return "–", False
     text = _fmt_number(cell["mean"], spec)
     if cell["n"] >= 2 and np.isfinite(cell["ci"]):
-        text += f" ± {_fmt_number(cell['ci'], spec)}"
+        low, high = cell["mean"] - cell["ci"], cell["mean"] + cell["ci"]
+        if spec.scale == 100.0 and (low < 0.0 or high > 1.0):
+            text += f" ({_fmt_number(max(low, 0.0), spec)}–{_fmt_number(min(high, 1.0), spec)})"
+        else:
+            text += f" ± {_fmt_number(cell['ci'], spec)}"
     return text, bool(cell["best"])
 
 
@@ -383,23 +427,50 @@ _LATEX_ESCAPES = {
 }
 
 
+# Non-ASCII symbols of our captions and cells: pdflatex reads them only as LaTeX commands.
+_LATEX_SYMBOLS = {
+    "±": r"$\pm$", "–": "--", "—": "---", "×": r"$\times$", "·": r"$\cdot$", "≥": r"$\geq$",
+    "≤": r"$\leq$", "α": r"$\alpha$", "β": r"$\beta$", "λ": r"$\lambda$", "ε": r"$\varepsilon$", "√": r"$\sqrt{}$",
+}
+# `t_0.975,n-1` (a subscripted symbol) and `√n` (a root of a word): math, not escaped text.
+_LATEX_MATH = re.compile(r"\b([A-Za-z])_([0-9][0-9.]*(?:,[A-Za-z0-9+-]+)?)|√(\w+)")
+
+
 def latex_escape(text: str) -> str:
-    r"""Escape LaTeX specials; ± and – become math/text commands.
+    r"""Escape LaTeX specials; symbols become math/text commands, so the result is plain ASCII.
 
     >>> latex_escape("loss_name 91.8 ± 0.4 & 50%")
     'loss\\_name 91.8 $\\pm$ 0.4 \\& 50\\%'
+    >>> latex_escape("t_0.975,n-1 · s/√n")
+    '$t_{0.975,n-1}$ $\\cdot$ s/$\\sqrt{n}$'
     """
+    pieces, last = [], 0
+    for match in _LATEX_MATH.finditer(text):
+        pieces.append(_escape_plain(text[last : match.start()]))
+        if match.group(3) is not None:
+            pieces.append(f"$\\sqrt{{{match.group(3)}}}$")
+        else:
+            pieces.append(f"${match.group(1)}_{{{match.group(2)}}}$")
+        last = match.end()
+    pieces.append(_escape_plain(text[last:]))
+    return "".join(pieces)
+
+
+def _escape_plain(text: str) -> str:
     out = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
-    return out.replace("±", r"$\pm$").replace("–", "--").replace("×", r"$\times$").replace("√", r"$\sqrt{}$")
+    return "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in out)
 
 
 def to_latex(table: Table) -> str:
     headers, body = _grid(table, (r"\textbf{", "}"), escape=latex_escape)
-    raw = tabulate(body, headers, tablefmt="latex_raw", disable_numparse=True)
+    # Labels left, numbers right-aligned (so decimal points line up for equal widths).
+    align = ["left"] * len(table.row_keys) + ["right"] * (len(headers) - len(table.row_keys))
+    raw = tabulate(body, headers, tablefmt="latex_raw", disable_numparse=True, colalign=align)
     # latex_raw draws \hline three times; booktabs rules read better in papers.
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         raw = raw.replace(r"\hline", rule, 1)
     return (
+        "% Needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, \\bottomrule).\n"
         "\\begin{table}[t]\n\\centering\n"
         f"\\caption{{{latex_escape(table.caption())}}}\n\\label{{tab:{table.slug}}}\n{raw}\n\\end{{table}}\n"
     )

@@ -11,6 +11,8 @@ Layout of ``<output_dir>/<run_id>/``::
     run.log          human-readable log (data problems, skipped images, timings)
     error.txt        summary line + traceback of the last failure (removed when a later attempt succeeds)
     embeddings_sample.npz  a sample of evaluation embeddings and labels, for the embedding plots
+    tracker.json     ids of the experiment-tracker runs mirroring this run (`dmlbench.track`), so a resumed
+                     run continues the same tracker runs
     DONE             written last, atomically: a run is finished only when this marker exists
 
 Every write is atomic (temp file + fsync + rename), so a killed job never leaves a half-written
@@ -35,6 +37,7 @@ METRICS = "metrics.json"
 LOG = "run.log"
 ERROR = "error.txt"
 EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
+TRACKER = "tracker.json"
 DONE = "DONE"
 
 

@@ -23,6 +23,7 @@ from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, 
 from dmlbench.data.dataset import ImageDataset
 from dmlbench.plugins import check_same_code, record_code
 from dmlbench.registry import import_plugins
+from dmlbench.track import open_tracking
 from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
@@ -168,8 +169,16 @@ class EpochRunner:
         return val_metrics.get("emb", next(iter(val_metrics.values())))
 
 
-def final_evaluation(run_dir: Path, parts: RunParts, trainer: Trainer, progress: bool) -> dict[str, Any]:
-    """Test metrics of every layer, the embedding sample, metrics.json and DONE; returns metrics.json's dict."""
+def final_evaluation(
+    run_dir: Path,
+    parts: RunParts,
+    trainer: Trainer,
+    progress: bool,
+    before_done: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Test metrics of every layer, the embedding sample, metrics.json and DONE; returns metrics.json's dict.
+
+    `before_done(result)` runs after metrics.json is written and before DONE (nothing writes after DONE)."""
     cfg = parts.cfg
     metrics, feats = evaluate_positions(trainer.model, parts, parts.eval_positions, progress, "test features")
     result = {
@@ -183,6 +192,8 @@ def final_evaluation(run_dir: Path, parts: RunParts, trainer: Trainer, progress:
     }
     save_embedding_sample(run_dir, parts, feats, parts.eval_positions)
     rundir.atomic_write_json(run_dir / rundir.METRICS, result)
+    if before_done is not None:
+        before_done(result)
     rundir.mark_done(run_dir, {"run_id": result["run_id"]})
     return result
 
@@ -214,6 +225,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         log(f"note: {note}")
     trainer = build_trainer(parts)
     start, history = resume(run_dir, trainer, parts, log)
+    tracking = open_tracking(cfg, run_dir, history)  # optional trackers mirror the run; never stop it
 
     train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
     schedule = run_schedule(parts.sampler, cfg.train.epochs, start.epoch, start.step)
@@ -239,8 +251,9 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         rundir.write_history(run_dir, history)
         save_checkpoint(run_dir, trainer, sampler_state, epoch=epoch + 1)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
+        tracking.log_epoch(row)
 
     del runner  # shuts the loader's worker processes down before evaluation starts its own
-    result = final_evaluation(run_dir, parts, trainer, progress)
+    result = final_evaluation(run_dir, parts, trainer, progress, before_done=tracking.finish)
     log(f"done: {run_dir}")
     return result

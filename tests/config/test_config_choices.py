@@ -28,7 +28,7 @@ def test_schema_declares_the_known_enumerations() -> None:
 def test_every_allowed_value_is_accepted_and_a_typo_is_refused(key: str) -> None:
     def config_with(value: str) -> dict:
         data: dict = {}
-        set_dotted(data, key, [value] if key == "eval.layers" else value)
+        set_dotted(data, key, [value] if key in ("eval.layers", "track.trackers") else value)  # list-valued keys
         return data
 
     for value in ENUMERATED[key]:

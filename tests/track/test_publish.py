@@ -1,0 +1,48 @@
+"""`dmlbench collect SWEEP_DIR --to mlflow=URI` publishes finished runs with the real MLflow package (a SQLite
+store), once: publishing again skips the runs already there; a bad target is a usage error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+from synthetic_runs import recall_metrics, write_run
+
+pytest.importorskip("mlflow")
+pytestmark = pytest.mark.slow  # two CLI runs importing MLflow
+
+
+def test_collect_publishes_finished_runs_once(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    runs = tmp_path / "sweep"
+    history = [{"epoch": 1, "loss": 0.9, "lr": 0.1, "stats": {"pos_sim": 0.5}}, {"epoch": 2, "loss": 0.7, "lr": 0.1}]
+    for loss, r1 in (("bdl", 0.5), ("ms", 0.25)):
+        write_run(runs, {"loss.name": loss, "seed": 0}, {"emb": recall_metrics(r1), "fc": recall_metrics(r1 / 2)},
+                  history=history, sweep="pub-sweep")
+    write_run(runs, {"loss.name": "sbdl", "seed": 0}, state="failed", sweep="pub-sweep")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    first = run_cli("collect", str(runs), "--no-plots", "--to", f"mlflow={uri}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "published 2 run(s)" in first.stderr
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("pub-sweep")
+    found = client.search_runs([experiment.experiment_id], filter_string="tags.`dmlbench.run_id` != ''")
+    by_loss = {run.data.params["loss.name"]: run for run in found if "loss.name" in run.data.params}
+    assert set(by_loss) == {"bdl", "ms"}
+    bdl = by_loss["bdl"]
+    assert bdl.info.status == "FINISHED" and bdl.data.tags["grid.loss.name"] == "bdl"
+    assert bdl.data.metrics["test/emb/recall_at_1"] == pytest.approx(0.5)
+    assert bdl.data.metrics["test/fc/recall_at_1"] == pytest.approx(0.25)
+    steps = [(m.step, m.value) for m in client.get_metric_history(bdl.info.run_id, "train/loss")]
+    assert sorted(steps) == [(1, 0.9), (2, 0.7)]
+    report = [run for run in found if run.data.tags.get("dmlbench.run_id") == "pub-sweep-report"]
+    assert len(report) == 1 and {a.path for a in client.list_artifacts(report[0].info.run_id)}
+
+    again = run_cli("collect", str(runs), "--no-plots", "--to", f"mlflow={uri}", cwd=tmp_path)
+    assert again.returncode == 0 and "published 0 run(s)" in again.stderr and "2 already there" in again.stderr
+
+    bad = run_cli("collect", str(runs), "--to", "wandb", cwd=tmp_path)
+    assert bad.returncode == 2 and "--to takes mlflow=" in bad.stderr and "Traceback" not in bad.stderr
