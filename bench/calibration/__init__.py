@@ -62,7 +62,13 @@ class CalibrationResult:
 
 
 def run_configs(
-    base: dict[str, Any], out: Path, loss: str, seeds: Sequence[int], worse: float, better: float
+    base: dict[str, Any],
+    out: Path,
+    loss: str,
+    seeds: Sequence[int],
+    worse: float,
+    better: float,
+    invert_worse: bool = False,
 ) -> dict[str, dict[int, Any]]:
     """The configs of every calibration run: {"clean" | "worse" | "better": {seed: Config}}."""
     cfg = config_from_dict({**base, "output_dir": str(out / "runs"), "name": "calibration"})
@@ -76,7 +82,8 @@ def run_configs(
                     "seed": seed,
                     "plugins": [PLANTED_PLUGIN],
                     "loss.name": "relabelled",
-                    "loss.params": {"base": loss, "fraction": fraction},
+                    "loss.params": {"base": loss, "fraction": fraction}
+                    | ({"invert": True} if arm == "worse" and invert_worse else {}),
                 },
             )
     return arms
@@ -97,6 +104,7 @@ def calibrate(
     draws: int = 40,
     worse: float = 0.5,
     better: float = 0.25,
+    invert_worse: bool = False,
     train: Callable[[Any], Any] | None = None,
     reuse: Path | None = None,
     log: Callable[[str], None] = print,
@@ -120,7 +128,7 @@ def calibrate(
     train = train or train_or_copy
     n = len(preset_seeds)
     seeds = [*preset_seeds, *range(max(preset_seeds) + 1, max(preset_seeds) + 1 + fresh)]
-    arms = run_configs(base, out, loss, seeds, worse, better)
+    arms = run_configs(base, out, loss, seeds, worse, better, invert_worse)
     total = sum(len(a) for a in arms.values())
     done = 0
     for arm in ("worse", "better", "clean"):  # clean last: its preset seeds may be copied from `reuse`

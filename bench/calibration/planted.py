@@ -1,8 +1,8 @@
 """A planted-effect loss for calibration: a built-in loss trained on partly wrong labels.
 
 `relabelled` (a plugin: `plugins: [dmlbench.calibration.planted]`) gives a random `fraction` of each
-batch's samples a label drawn from the batch's other labels, then calls the loss `base` with them, so
-that fraction of the pairs it sees are wrong. More wrong pairs can only hurt: its effect has a known
+batch's samples a label drawn from the batch's labels, then calls the loss `base` with them, so about
+that fraction of the pairs it sees are wrong; `invert` also flips its sign (a drastic planted effect). More wrong pairs can only hurt: its effect has a known
 direction, which is what a calibration needs.
 
 >>> import torch
@@ -24,12 +24,13 @@ from dmlbench.losses.base import MetricLoss
 class relabelled(MetricLoss):  # noqa: N801  (the registry name)
     """`base` trained with a random `fraction` of each batch's labels replaced (calibration only)."""
 
-    def __init__(self, base: str = "bdl", fraction: float = 0.5) -> None:
+    def __init__(self, base: str = "bdl", fraction: float = 0.5, invert: bool = False) -> None:
         super().__init__()
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be in [0, 1], got {fraction}")
         self.inner = losses.build(base)
         self.fraction = float(fraction)
+        self.sign = -1.0 if invert else 1.0  # invert: an inverted term (pulls negatives, pushes positives)
 
     def forward(
         self,
@@ -47,4 +48,4 @@ class relabelled(MetricLoss):  # noqa: N801  (the registry name)
             labels = torch.where(chosen.to(labels.device), wrong, labels)
         out = self.inner(embeddings, labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
         self.last_stats = self.inner.last_stats
-        return out
+        return self.sign * out
