@@ -68,3 +68,16 @@ def test_small_calibration_finds_planted_effects(tmp_path: Path) -> None:
     assert result.rates["planted worse"]["worse"] >= 0.8, result.markdown()
     assert result.rates["planted better"]["better"] >= 0.8, result.markdown()
     assert "planted worse" in result.markdown()
+
+
+def test_tier_key_keeps_earlier_run_ids_and_head_needs_weights(tiny_synthshop: Path, tmp_path: Path) -> None:
+    from dmlbench.config import Config, run_id
+    from dmlbench.errors import ConfigError
+
+    cfg = config_from_dict({"train": {"tier": "full"}})
+    assert run_id(cfg) == run_id(Config())  # the default tier is not hashed: published run_ids stay valid
+    assert run_id(config_from_dict({"train": {"tier": "head"}})) != run_id(Config())
+    data = base_config(tiny_synthshop, tmp_path / "runs")
+    data["model"]["pretrained"] = False
+    with pytest.raises(ConfigError, match="model.pretrained=true"):
+        train_run(config_from_dict(data), tmp_path / "x", progress=False)
