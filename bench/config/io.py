@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from dmlbench.config.keys import normalise_key, pop_dotted, set_dotted
-from dmlbench.config.schema import RUNTIME_KEYS, Choices, Config
+from dmlbench.config.keys import get_dotted, normalise_key, pop_dotted, set_dotted
+from dmlbench.config.schema import HASHED_WHEN_NOT_DEFAULT, RUNTIME_KEYS, Choices, Config
 from dmlbench.errors import ConfigError, did_you_mean, unknown_value
 
 
@@ -188,6 +188,9 @@ def canonical(cfg: Config) -> dict[str, Any]:
     # and that is recorded and checked per run folder (dmlbench.plugins). Hashed as the empty list, so
     # ids of runs from before this rule stay the same and `--plugin` and `plugins:` give equal ids.
     data["plugins"] = []
+    for key, default in HASHED_WHEN_NOT_DEFAULT.items():
+        if get_dotted(data, key) == default:
+            pop_dotted(data, key)
     return data
 
 

@@ -23,6 +23,7 @@ Layer = Literal["emb", "fc", "conv"]
 Protocol = Literal["query-gallery", "leave-one-out"]
 TrackerName = Literal["tensorboard", "mlflow", "wandb"]
 WandbMode = Literal["online", "offline"]
+Tier = Literal["full", "head"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
@@ -104,6 +105,9 @@ class TrainConfig:
     deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
     checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
     compile: CompileMode = "off"  # torch.compile the model's forward
+    # full: train the whole network; head: frozen pretrained backbone, cached features, head only
+    # (the fast tier for loss ideas, dmlbench.train.head_tier)
+    tier: Tier = "full"
 
 
 @dataclass
@@ -157,6 +161,9 @@ RUNTIME_KEYS = frozenset(
         "track",  # trackers only mirror what the run folder holds
     }
 )
+# Keys added after runs were published: hashed into the run_id only when not at this default, so
+# every earlier run keeps its id.
+HASHED_WHEN_NOT_DEFAULT: dict[str, Any] = {"train.tier": "full"}
 
 
 

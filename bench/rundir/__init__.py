@@ -13,6 +13,7 @@ Layout of ``<output_dir>/<run_id>/``::
     embeddings_sample.npz  a sample of evaluation embeddings and labels, for the embedding plots
     tracker.json     ids of the experiment-tracker runs mirroring this run (`dmlbench.track`), so a resumed
                      run continues the same tracker runs
+    query_hits.npz   per scored query: its dataset position and its Recall@1 hit per layer (for `compare`)
     DONE             written last, atomically: a run is finished only when this marker exists
 
 Every write is atomic (temp file + fsync + rename), so a killed job never leaves a half-written
@@ -21,12 +22,16 @@ file, and a folder with DONE is never written to again.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 CONFIG = "config.yaml"
 CELL = "cell.json"
@@ -38,6 +43,7 @@ LOG = "run.log"
 ERROR = "error.txt"
 EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
 TRACKER = "tracker.json"
+QUERY_HITS = "query_hits.npz"
 DONE = "DONE"
 
 
@@ -54,6 +60,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Named arrays as one compressed .npz, written atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwargs
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:

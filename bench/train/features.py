@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,7 +79,5 @@ def save_embedding_sample(run_dir: Path, parts: RunParts, feats: dict[str, torch
     if parts.index.attributes is not None:
         arrays["attributes"] = parts.index.attributes[positions[take]].astype(np.float32)
         arrays["attribute_names"] = np.asarray(parts.index.attribute_names or [], dtype=str)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwargs
-    rundir.atomic_write_bytes(run_dir / rundir.EMBEDDINGS_SAMPLE, buffer.getvalue())
+    rundir.atomic_write_npz(run_dir / rundir.EMBEDDINGS_SAMPLE, arrays)
 
