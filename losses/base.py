@@ -28,6 +28,9 @@ class MetricLoss(nn.Module):
     accepts_tuples: ClassVar[bool] = False  # can train on image-wise predefined triplets
     requires_tuples: ClassVar[bool] = False  # only meaningful with predefined triplets (image-wise)
     has_parameters: ClassVar[bool] = False  # owns trainable parameters (gets its own optimizer group)
+    # cannot train data-parallel (train.distributed), e.g. it keeps per-process state that the gathered
+    # global batch does not reproduce; such a loss is refused before training on several processes
+    single_device_only: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,4 +54,5 @@ class MetricLoss(nn.Module):
             "accepts_tuples": cls.accepts_tuples,
             "requires_tuples": cls.requires_tuples,
             "has_parameters": cls.has_parameters,
+            "single_device_only": cls.single_device_only,
         }

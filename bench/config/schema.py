@@ -101,6 +101,7 @@ class TrainConfig:
     deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
     checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
     compile: CompileMode = "off"  # torch.compile the model's forward
+    distributed: bool = False  # data-parallel over the processes a launcher (torchrun, submitit) started
 
 
 @dataclass
@@ -135,6 +136,7 @@ RUNTIME_KEYS = frozenset(
         "train.num_workers",  # augmentation is seeded per image (dmlbench.train.augmentation_seeds)
         "train.checkpoint_every_batches",  # resume replays exactly
         "train.compile",
+        "train.distributed",  # the loss sees the same global batch whatever the process count
         "eval.backend",
         "eval.batch_size",
     }
