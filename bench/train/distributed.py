@@ -64,6 +64,18 @@ class World:
         return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def world_for(enabled: bool) -> World:
+    """The processes of a run: the launcher's when `train.distributed` is on; one process when it is off,
+    refusing a launch of several processes (each would train the whole run into the same folder)."""
+    world = World.from_environment()
+    if not enabled and world.distributed:
+        raise ConfigError(
+            f"this run was started as {world.size} processes (torchrun, or SLURM tasks) but train.distributed "
+            "is false: set train.distributed: true, or start one process (one task per cell)"
+        )
+    return world if enabled else World()
+
+
 def _submitit_world() -> World | None:
     """Inside a submitit job with several tasks: export its torch.distributed variables (rank, world
     size, master address and a port derived from the job id) and return them; else None."""

@@ -208,7 +208,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         return rundir.read_json(run_dir / rundir.METRICS)
     # Typos, missing weights or a missing compiler fail before the run folder even exists.
     device = preflight(cfg)
-    world = distributed.World.from_environment() if cfg.train.distributed else distributed.World()
+    world = distributed.world_for(cfg.train.distributed)
     device = distributed.join(world, device)
     try:
         return _train_and_evaluate(cfg, run_dir, device, world, progress and world.is_main)
