@@ -18,6 +18,7 @@ describes the processes in the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -52,9 +53,21 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def barrier(self) -> None:
+    def on_main(self, action: Callable[[], None]) -> None:
+        """Run `action` in process 0 only; when it raises, every process raises the same error (instead
+        of the others waiting in their next collective until the timeout)."""
+        error: Exception | None = None
+        if self.is_main:
+            try:
+                action()
+            except Exception as err:
+                error = err
         if self.distributed:
-            dist.barrier()
+            box: list[Exception | None] = [error]
+            dist.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error is not None:
+            raise error
 
     @classmethod
     def from_environment(cls) -> World:

@@ -217,10 +217,11 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
 
 
 def _train_and_evaluate(cfg: Config, run_dir: Path, device: torch.device, world: distributed.World, progress: bool) -> dict[str, Any]:
-    if world.is_main:
+    def start_folder() -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, cfg)
-    world.barrier()
+
+    world.on_main(start_folder)  # a data-parallel run: process 0 writes the folder, all stop if it cannot
 
     def log(line: str) -> None:
         if world.is_main:

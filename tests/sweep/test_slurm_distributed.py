@@ -43,7 +43,7 @@ def test_two_task_cell_preempted_once_finishes(tmp_path: Path, tiny_synthshop: P
     task = report.submitted[cell.run_id]
     array = task.split("_")[0]
     script = (tmp_path / "sweep" / "submitit" / array / f"{array}_submission.sh").read_text()
-    assert "--ntasks-per-node=2" in script, script
+    assert "--ntasks-per-node=2" in script and "--kill-on-bad-exit=1" in script, script
 
     folder = sweep.runs_dir / cell.run_id
     end = time.time() + 600

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dmlbench.errors import ConfigError
 from dmlbench.losses import LOSSES, build, register
 from dmlbench.losses.base import MetricLoss
 from dmlbench.losses.common import cosine_matrix, label_masks
@@ -143,6 +144,19 @@ def compare_ddp_step(rank: int) -> dict[str, float]:
     return out
 
 
+def refuse_folder() -> None:
+    raise ConfigError("this folder already holds a different run")
+
+
+def error_on_every_rank(rank: int) -> str:
+    """What each process raises when process 0's part of the setup (`World.on_main`) fails."""
+    try:
+        World(rank, dist.get_world_size()).on_main(refuse_folder)
+    except ConfigError as err:
+        return f"{type(err).__name__}: {err}"
+    return "no error"
+
+
 def worker(rank: int, world_size: int, out: str) -> None:
     import dmlbench.registry
 
@@ -154,6 +168,7 @@ def worker(rank: int, world_size: int, out: str) -> None:
         for case, name, params, with_tuples in cases():
             results[case] = compare_case(name, params, with_tuples, rank)
         results["ddp"] = compare_ddp_step(rank)
+        results["on_main"] = error_on_every_rank(rank)
         Path(out, f"rank{rank}.json").write_text(json.dumps(results))
     finally:
         dist.destroy_process_group()

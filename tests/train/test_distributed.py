@@ -14,6 +14,7 @@ import pytest
 import torch.multiprocessing as mp
 
 TOLERANCE = 1e-10
+NOT_LOSSES = ("losses", "ddp", "on_main")  # result keys that are not loss cases
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,12 @@ def gathered_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
 
 def test_every_registered_loss_sees_the_global_batch(gathered_results: list[dict]) -> None:
     for rank, results in enumerate(gathered_results):
-        covered = {case.split("/")[0] for case in results if case not in ("losses", "ddp")}
+        covered = {case.split("/")[0] for case in results if case not in NOT_LOSSES}
         assert covered == set(results["losses"]), "a registered loss was not compared"
         assert {"cosine-margin", "learned-scale-test", "triplet", "bce-attr", "sbdl"} <= covered
         assert {"triplet/triplets", "bdl/triplets", "contrastive-pml/triplets", "bdl/lambda_attr"} <= set(results)
         for case, diffs in results.items():
-            if case in ("losses", "ddp"):
+            if case in NOT_LOSSES:
                 continue
             assert diffs["grad_norm"] > 1e-3, f"{case}: trivial gradient, the comparison shows nothing"
             bad = {k: v for k, v in diffs.items() if k != "grad_norm" and not v <= TOLERANCE}
@@ -47,6 +48,12 @@ def test_ddp_gradients_are_summed_not_averaged(gathered_results: list[dict]) -> 
         assert set(ddp) == {f"ddp:{n}.{p}" for n in ("trunk", "emb", "unused") for p in ("weight", "bias")}
         bad = {k: v for k, v in ddp.items() if not v <= TOLERANCE}
         assert not bad, bad
+
+
+def test_a_setup_error_of_process_0_stops_every_process(gathered_results: list[dict]) -> None:
+    """Process 0 alone writes the run folder; when it cannot, the others raise its error rather than
+    waiting in their next collective."""
+    assert [r["on_main"] for r in gathered_results] == ["ConfigError: this folder already holds a different run"] * 2
 
 
 # ---------------------------------------------------------------- cheap checks of the pieces
