@@ -121,8 +121,9 @@ def join(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def leave(world: World) -> None:
-    if world.distributed and dist.is_initialized():
+def leave() -> None:
+    """Leave the process group this process joined, if any."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -213,7 +213,8 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     try:
         return _train_and_evaluate(cfg, run_dir, device, world, progress and world.is_main)
     finally:
-        distributed.leave(world)
+        if world.distributed:
+            distributed.leave()
 
 
 def _train_and_evaluate(cfg: Config, run_dir: Path, device: torch.device, world: distributed.World, progress: bool) -> dict[str, Any]:

@@ -158,3 +158,24 @@ def test_two_process_training_matches_one_process(tiny_synthshop: Path, tmp_path
     log = (dir_two / rundir.LOG).read_text()
     assert log.count("data-parallel: 2 processes") == 1 and log.count("done:") == 1, log
     assert rundir.read_json(dir_two / rundir.METRICS)["run_id"] == dir_two.name
+
+
+@pytest.mark.slow
+def test_bench_train_measures_the_data_parallel_step(tiny_synthshop: Path, tmp_path: Path) -> None:
+    """`bench-train` under torchrun: one table, from process 0, with the process count (the global
+    batch's images/s; on a multi-GPU machine, runs with 1 and N processes give the scaling efficiency)."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO, tiny_run_config, write_config
+
+    cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs", train={"distributed": True}))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dmlbench"]
+    proc = subprocess.run([*cmd, "bench-train", str(cfg), "--steps", "1", "--warmup", "0"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("bench-train on cpu") == 1, proc.stdout
+    (row,) = [line for line in proc.stdout.splitlines() if line.startswith("|") and "auto" in line]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "2" and float(cells[3]) > 0 and float(cells[4]) > 0, row
