@@ -38,16 +38,17 @@ def run(args: argparse.Namespace) -> int:
             result = measure(apply_overrides(cfg, [f"train.amp={amp}", f"train.compile={compile_mode}"]), args.steps, args.warmup)
             reports, processes = result.reports, result.processes
             rows.append(
-                [processes, amp, compile_mode, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"]
+                [amp, compile_mode, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"]
             )
     finally:
         leave()
     if not reports:  # a data-parallel measurement: process 0 prints it
         return 0
     device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+    scale = f", {processes} data-parallel processes (images/s of the global batch)" if processes > 1 else ""
     print(
-        f"bench-train on {device}: {cfg.model.backbone} at {cfg.data.image_size} px, {cfg.sampler.name}, "
+        f"bench-train on {device}{scale}: {cfg.model.backbone} at {cfg.data.image_size} px, {cfg.sampler.name}, "
         f"num_workers={cfg.train.num_workers}, {args.steps} timed steps"
     )
-    print(tabulate(rows, headers=["processes", "amp", "compile", "pipeline img/s", "pre-loaded img/s", "ratio"], tablefmt="github"))
+    print(tabulate(rows, headers=["amp", "compile", "pipeline img/s", "pre-loaded img/s", "ratio"], tablefmt="github"))
     return 0
