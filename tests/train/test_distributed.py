@@ -111,6 +111,19 @@ def test_a_loss_that_cannot_train_data_parallel_is_refused() -> None:
     assert PerProcessMemory.capabilities()["single_device_only"]
 
 
+def test_several_processes_need_train_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started as 2 processes without train.distributed, each would train the whole run into one folder."""
+    from dmlbench.errors import ConfigError
+    from dmlbench.train.distributed import World, world_for
+
+    assert world_for(False) == World() and world_for(True) == World()  # no launcher: one process
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "localhost", "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(key, value)
+    assert world_for(True) == World(1, 2, 1)
+    with pytest.raises(ConfigError, match="set train.distributed: true"):
+        world_for(False)
+
+
 # ---------------------------------------------------------------- a real 2-process run (torchrun)
 
 
