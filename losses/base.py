@@ -31,6 +31,9 @@ class MetricLoss(nn.Module):
     # The loss parameters' learning rate is train.lr x lr_multiplier (e.g. 100 for Proxy-Anchor's
     # proxies). A class attribute, or set `self.lr_multiplier` in __init__ to make it a config param.
     lr_multiplier: float = 1.0
+    # cannot train data-parallel (train.distributed), e.g. it keeps per-process state that the gathered
+    # global batch does not reproduce; such a loss is refused before training on several processes
+    single_device_only: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,4 +57,5 @@ class MetricLoss(nn.Module):
             "accepts_tuples": cls.accepts_tuples,
             "requires_tuples": cls.requires_tuples,
             "has_parameters": cls.has_parameters,
+            "single_device_only": cls.single_device_only,
         }

@@ -26,19 +26,28 @@ def run(args: argparse.Namespace) -> int:
 
     from dmlbench.config import apply_overrides, load_config
     from dmlbench.perf.bench_train import measure
+    from dmlbench.train.distributed import leave
 
     cfg = load_config(args.config, args.overrides)
     amps = args.amp.split(",") if args.amp else [cfg.train.amp]
     compiles = args.compile.split(",") if args.compile else [cfg.train.compile]
     rows = []
-    for amp, compile_mode in itertools.product(amps, compiles):
-        result = measure(apply_overrides(cfg, [f"train.amp={amp}", f"train.compile={compile_mode}"]), args.steps, args.warmup)
-        rows.append(
-            [amp, compile_mode, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"]
-        )
+    reports, processes = True, 1
+    try:
+        for amp, compile_mode in itertools.product(amps, compiles):
+            result = measure(apply_overrides(cfg, [f"train.amp={amp}", f"train.compile={compile_mode}"]), args.steps, args.warmup)
+            reports, processes = result.reports, result.processes
+            rows.append(
+                [amp, compile_mode, f"{result.pipeline_images_per_s:.1f}", f"{result.tensors_images_per_s:.1f}", f"{result.ratio:.2f}"]
+            )
+    finally:
+        leave()
+    if not reports:  # a data-parallel measurement: process 0 prints it
+        return 0
     device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+    scale = f", {processes} data-parallel processes (images/s of the global batch)" if processes > 1 else ""
     print(
-        f"bench-train on {device}: {cfg.model.backbone} at {cfg.data.image_size} px, {cfg.sampler.name}, "
+        f"bench-train on {device}{scale}: {cfg.model.backbone} at {cfg.data.image_size} px, {cfg.sampler.name}, "
         f"num_workers={cfg.train.num_workers}, {args.steps} timed steps"
     )
     print(tabulate(rows, headers=["amp", "compile", "pipeline img/s", "pre-loaded img/s", "ratio"], tablefmt="github"))

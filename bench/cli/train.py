@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if is_done(run_dir):
         print(f"{run_dir} is already finished; nothing to do (results are never overwritten)")
     result = train_run(cfg, run_dir, progress=not args.quiet)
+    if "layers" not in result:  # a data-parallel process other than 0: process 0 evaluates and reports
+        return 0
     print(format_metrics(result))
     print(f"run folder: {run_dir}")
     return 0

@@ -108,6 +108,7 @@ class TrainConfig:
     # full: train the whole network; head: frozen pretrained backbone, cached features, head only
     # (the fast tier for loss ideas, dmlbench.train.head_tier)
     tier: Tier = "full"
+    distributed: bool = False  # data-parallel over the processes a launcher (torchrun, submitit) started
 
 
 @dataclass
@@ -156,6 +157,7 @@ RUNTIME_KEYS = frozenset(
         "train.num_workers",  # augmentation is seeded per image (dmlbench.train.augmentation_seeds)
         "train.checkpoint_every_batches",  # resume replays exactly
         "train.compile",
+        "train.distributed",  # the loss sees the same global batch whatever the process count
         "eval.backend",
         "eval.batch_size",
         "track",  # trackers only mirror what the run folder holds

@@ -4,6 +4,9 @@ Measures images/second of the full training step fed by the real input pipeline 
 augmentation, DataLoader workers, host->device copy), beside the same step on batches pre-loaded
 onto the device (the model-bound ceiling). Their ratio near 1 means the model, not the pipeline,
 limits throughput; well below 1 means more `train.num_workers` (or faster decoding) would help.
+
+With `train.distributed` under a launcher (torchrun) it measures the data-parallel step: images/s
+of the global batch over all processes, so runs with 1 and N processes give the scaling efficiency.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from dmlbench.train import (
     Trainer,
     batch_tensors,
     build_trainer,
+    distributed,
     image_transform,
     prepare,
     run_schedule,
     training_loader,
 )
+from dmlbench.validation.preflight import preflight
 
 
 @dataclass
@@ -35,6 +40,8 @@ class ThroughputResult:
     compile: str
     pipeline_images_per_s: float
     tensors_images_per_s: float
+    processes: int = 1
+    reports: bool = True  # this process prints the result (process 0 of a data-parallel measurement)
 
     @property
     def ratio(self) -> float:
@@ -47,10 +54,17 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
-    parts = prepare(cfg, log=lambda _line: None, check_images=False)
+    """Throughput of `cfg`'s training step; a data-parallel one stays in its process group (several
+    settings are measured in turn: the caller leaves it, `distributed.leave`)."""
+    world = distributed.world_for(cfg.train.distributed)
+    device = distributed.join(world, preflight(cfg))
+    parts = prepare(cfg, log=lambda _line: None, check_images=False, device=device)
     trainer: Trainer = build_trainer(parts)
     trainer.model.train()
-    device = parts.device
+    shard = None
+    if world.distributed:
+        trainer.parallel = distributed.wrap_model(trainer.model, world, device, list(trainer.loss_fn.parameters()))
+        shard = (world.rank, world.size)
     needed = steps + warmup
     scheduled = list(itertools.islice(run_schedule(parts.sampler, epochs=needed)(), needed))
     train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
@@ -63,13 +77,13 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     # 1. The real pipeline: exactly the training run's loader.
     images_seen = 0
     start = 0.0
-    for i, loaded in enumerate(training_loader(cfg, train_set, lambda: iter(scheduled), device)):
+    for i, loaded in enumerate(training_loader(cfg, train_set, lambda: iter(scheduled), device, shard)):
         if i == warmup:
             _sync(device)
             start = time.perf_counter()
         run_step(i, loaded)
         if i >= warmup:
-            images_seen += len(loaded.dataset_idx)
+            images_seen += len(scheduled[i].batch.indices)  # the global batch
     _sync(device)
     pipeline = images_seen / (time.perf_counter() - start)
 
@@ -77,7 +91,7 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
     first = scheduled[:8]
     preloaded = [
         loaded._replace(images=loaded.images.to(device))
-        for loaded in training_loader(cfg, train_set, lambda: iter(first), device)
+        for loaded in training_loader(cfg, train_set, lambda: iter(first), device, shard)
     ]
     images_seen = 0
     for i in range(needed):
@@ -87,7 +101,7 @@ def measure(cfg: Config, steps: int, warmup: int) -> ThroughputResult:
         loaded = preloaded[i % len(preloaded)]
         run_step(i, loaded)
         if i >= warmup:
-            images_seen += len(loaded.dataset_idx)
+            images_seen += len(first[i % len(first)].batch.indices)
     _sync(device)
     tensors = images_seen / (time.perf_counter() - start)
-    return ThroughputResult(cfg.train.amp, cfg.train.compile, pipeline, tensors)
+    return ThroughputResult(cfg.train.amp, cfg.train.compile, pipeline, tensors, world.size, world.is_main)

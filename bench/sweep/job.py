@@ -48,16 +48,19 @@ def run_cell(config_data: dict[str, Any], run_dir: str | Path, runner: str = DEF
         return {"run_id": run_dir.name, "skipped": "already done"}
     run_dir.mkdir(parents=True, exist_ok=True)
     job = os.environ.get("SLURM_JOB_ID")
-    if job:
+    writes = os.environ.get("SLURM_PROCID", "0") == "0"  # a data-parallel cell's tasks: task 0 writes the folder
+    if job and writes:
         task = os.environ.get("SLURM_ARRAY_JOB_ID", job) + "_" + os.environ.get("SLURM_ARRAY_TASK_ID", "")
         rundir.append_log(run_dir, f"sweep: SLURM job {task.rstrip('_')} starting (restart {os.environ.get('SLURM_RESTART_COUNT', '0')})")
     try:
         cfg = config_from_dict(config_data)
         result = resolve_runner(runner)(cfg, run_dir, progress=False)
     except Exception as err:
-        rundir.atomic_write_text(run_dir / rundir.ERROR, exception_summary(err) + "\n\n" + traceback.format_exc())
+        if writes:
+            rundir.atomic_write_text(run_dir / rundir.ERROR, exception_summary(err) + "\n\n" + traceback.format_exc())
         raise
-    (run_dir / rundir.ERROR).unlink(missing_ok=True)  # an earlier attempt's error no longer applies
+    if writes:
+        (run_dir / rundir.ERROR).unlink(missing_ok=True)  # an earlier attempt's error no longer applies
     return result
 
 

@@ -78,6 +78,10 @@ def _make_executor(sweep: Sweep, cluster: str) -> submitit.AutoExecutor:
     ctor = {k: params.pop(k) for k in CONSTRUCTOR_KEYS if k in params}
     if cluster == "slurm":
         ctor["slurm_python"] = preemption_safe_python(ctor.get("slurm_python"))
+        if int(params.get("tasks_per_node", 1)) * int(params.get("nodes", 1)) > 1:
+            # a data-parallel cell: when one process fails, srun stops the others (else they would wait
+            # in their next collective until its timeout)
+            params["slurm_srun_args"] = [*params.get("slurm_srun_args", []), "--kill-on-bad-exit=1"]
     executor = submitit.AutoExecutor(folder=sweep.output_dir / SUBMITIT_DIR / "%j", cluster=cluster, **ctor)
     executor.update_parameters(name=f"dmlbench-{sweep.name}", **params)
     return executor

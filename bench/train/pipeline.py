@@ -9,7 +9,7 @@ exactly where the *consumed* batches left it, however far the loader's workers h
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +22,7 @@ from dmlbench.config import Config
 from dmlbench.data.dataset import ImageDataset
 from dmlbench.data.transforms import build_transform
 from dmlbench.model import BACKBONES
+from dmlbench.train.distributed import shard_rows, shard_tuples
 
 
 def image_transform(cfg: Config, train: bool) -> Callable[[Image.Image], torch.Tensor]:
@@ -118,28 +119,38 @@ def run_schedule(sampler: samplers.BatchSampler, epochs: int, first_epoch: int =
 class SeededBatchKeys:
     """The DataLoader's batch_sampler: each scheduled batch as (image, augmentation seed) keys for SeededViews."""
 
-    def __init__(self, schedule: Schedule, seed: int) -> None:
+    def __init__(self, schedule: Schedule, seed: int, shard: tuple[int, int] | None = None) -> None:
         self.schedule = schedule
         self.seed = seed
+        self.shard = shard  # (rank, processes) of a data-parallel run: load only that shard of each batch
 
     def __iter__(self) -> Iterator[BatchKeys]:
         for scheduled in self.schedule():
             indices = scheduled.batch.indices
+            # Seeds of the whole global batch, then the shard's: an image is augmented alike whatever the process count.
             seeds = augmentation_seeds(self.seed, scheduled.epoch, scheduled.step, len(indices))
-            yield BatchKeys(list(zip(indices.tolist(), seeds, strict=True)), scheduled)
+            keys = list(zip(indices.tolist(), seeds, strict=True))
+            if self.shard is not None:
+                rows = shard_rows(len(indices), *self.shard)
+                batch = samplers.Batch(indices[rows], shard_tuples(scheduled.batch.tuples, rows))
+                keys, scheduled = keys[rows], replace(scheduled, batch=batch)
+            yield BatchKeys(keys, scheduled)
 
 
 def _as_loaded(batch: LoadedBatch) -> LoadedBatch:
     return batch  # SeededViews.__getitems__ already collated it
 
 
-def training_loader(cfg: Config, train_set: ImageDataset, schedule: Schedule, device: torch.device) -> DataLoader:
+def training_loader(
+    cfg: Config, train_set: ImageDataset, schedule: Schedule, device: torch.device, shard: tuple[int, int] | None = None
+) -> DataLoader:
     """One DataLoader for the rest of the run, yielding `LoadedBatch`es: workers start once and prefetch
-    across epoch boundaries (while the epoch's checkpoint is written) instead of being respawned every epoch."""
+    across epoch boundaries (while the epoch's checkpoint is written) instead of being respawned every epoch.
+    `shard`: (rank, processes) of a data-parallel run (`dmlbench.train.distributed`)."""
     return DataLoader(
         SeededViews(train_set),
         # torch's stubs expect index lists and list collation; ours carry keys and build LoadedBatch
-        batch_sampler=SeededBatchKeys(schedule, cfg.seed),  # type: ignore[arg-type]
+        batch_sampler=SeededBatchKeys(schedule, cfg.seed, shard),  # type: ignore[arg-type]
         collate_fn=_as_loaded,  # type: ignore[arg-type]
         num_workers=cfg.train.num_workers,
         pin_memory=device.type == "cuda",

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dmlbench import rundir
+from dmlbench import losses, rundir
 from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
 from dmlbench.data.dataset import ImageDataset
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.plugins import check_same_code, record_code
 from dmlbench.registry import import_plugins
-from dmlbench.track import open_tracking
+from dmlbench.track import Tracking, open_tracking
+from dmlbench.train import distributed
 from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
@@ -66,8 +67,11 @@ def write_config(run_dir: Path, cfg: Config) -> None:
     rundir.atomic_write_text(path, dump_config(cfg))
 
 
-def resume(run_dir: Path, trainer: Trainer, parts: RunParts, log: Callable[[str], None]) -> tuple[ResumePoint, list[dict[str, Any]]]:
-    """Restore the folder's checkpoint, if any; returns where training continues and the history kept."""
+def resume(
+    run_dir: Path, trainer: Trainer, parts: RunParts, log: Callable[[str], None], *, writes: bool = True
+) -> tuple[ResumePoint, list[dict[str, Any]]]:
+    """Restore the folder's checkpoint, if any; returns where training continues and the history kept
+    (rewritten in the folder when `writes`: by one process of a data-parallel run)."""
     point = ResumePoint()
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
@@ -78,7 +82,8 @@ def resume(run_dir: Path, trainer: Trainer, parts: RunParts, log: Callable[[str]
         log(f"resuming {run_dir.name} after epoch {point.epoch}" + (f", step {point.step}" if point.step else ""))
     # Epochs after the checkpoint were lost with the killed process: drop their history rows.
     history = [row for row in rundir.read_history(run_dir) if row.get("epoch", 0) <= point.epoch]
-    rundir.write_history(run_dir, history)
+    if writes:
+        rundir.write_history(run_dir, history)
     return point, history
 
 
@@ -104,6 +109,7 @@ class EpochRunner:
     progress: bool
     labels_all: torch.Tensor
     attributes: torch.Tensor | None
+    world: distributed.World = field(default_factory=distributed.World)  # only its main process writes
 
     def run_epoch(self, epoch: int, first_step: int, partial: EpochProgress) -> tuple[dict[str, Any], dict[str, Any]]:
         """Train steps `first_step`.. of `epoch`; returns its history row and the sampler state after its last batch."""
@@ -151,6 +157,8 @@ class EpochRunner:
         return row, loaded.sampler_state
 
     def save_mid_epoch(self, loaded: LoadedBatch, partial: EpochProgress) -> None:
+        if not self.world.is_main:
+            return
         save_checkpoint(
             self.run_dir,
             self.trainer,
@@ -164,6 +172,8 @@ class EpochRunner:
         """Validation metrics (leave-one-out on the val classes) when this epoch is due for them."""
         cfg, parts = self.parts.cfg, self.parts
         every = cfg.eval.every_epochs
+        if not self.world.is_main:  # evaluated once, by the process that writes the history
+            return None
         if not (every and len(parts.val_positions) and ((epoch + 1) % every == 0 or epoch + 1 == cfg.train.epochs)):
             return None
         val_metrics, _ = evaluate_positions(self.trainer.model, parts, parts.val_positions, self.progress, "validation", "leave-one-out")
@@ -206,7 +216,9 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     """Train and evaluate one run into `run_dir` (default `<output_dir>/<run_id>`); return metrics.json's dict.
 
     A finished folder (DONE) is returned as is and never written to. A folder with a checkpoint resumes
-    after its last completed epoch (or mid-epoch step).
+    after its last completed epoch (or mid-epoch step). With `train.distributed`, every process the
+    launcher started calls this; process 0 writes the folder and evaluates, the others return
+    `{"run_id": ..., "rank": ...}` once training is over.
     """
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / run_id(cfg)
     if rundir.is_done(run_dir):
@@ -215,36 +227,63 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         return rundir.read_json(run_dir / rundir.METRICS)
     # Typos, missing weights or a missing compiler fail before the run folder even exists.
     device = preflight(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg)
-    record_code(run_dir, cfg)
-    if cfg.train.tier == "head":  # the fast tier: frozen backbone, cached features, head only
+    if cfg.train.tier == "head":  # the fast tier: frozen backbone, cached features, head only (one process)
+        if cfg.train.distributed:
+            raise ConfigError("train.tier=head runs in one process; set train.distributed=false")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg)
+        record_code(run_dir, cfg)
         from dmlbench.train.head_tier import train_head_run
 
         return train_head_run(cfg, run_dir, device, progress=progress)
+    world = distributed.world_for(cfg.train.distributed)
+    device = distributed.join(world, device)
+    try:
+        return _train_and_evaluate(cfg, run_dir, device, world, progress and world.is_main)
+    finally:
+        if world.distributed:
+            distributed.leave()
+
+
+def _train_and_evaluate(cfg: Config, run_dir: Path, device: torch.device, world: distributed.World, progress: bool) -> dict[str, Any]:
+    def start_folder() -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg)
+        record_code(run_dir, cfg)
+
+    world.on_main(start_folder)  # a data-parallel run: process 0 writes the folder, all stop if it cannot
 
     def log(line: str) -> None:
-        rundir.append_log(run_dir, line)
+        if world.is_main:
+            rundir.append_log(run_dir, line)
         if progress:
             tqdm.write(line)
 
     parts = prepare(cfg, log=log, device=device)
+    distributed.check_loss(losses.LOSSES.get(cfg.loss.name), cfg.loss.name, world)
     for note in parts.notes:
         log(f"note: {note}")
     trainer = build_trainer(parts)
-    start, history = resume(run_dir, trainer, parts, log)
-    tracking = open_tracking(cfg, run_dir, history)  # optional trackers mirror the run; never stop it
+    start, history = resume(run_dir, trainer, parts, log, writes=world.is_main)
+    if world.distributed:
+        trainer.parallel = distributed.wrap_model(trainer.model, world, device, list(trainer.loss_fn.parameters()))
+        bn_note = distributed.bn_note(trainer.model, device)
+        log(f"data-parallel: {world.size} processes" + (f"; note: {bn_note}" if bn_note else ""))
+    # optional trackers mirror the run (process 0 only); they never stop it
+    tracking = open_tracking(cfg, run_dir, history) if world.is_main else Tracking(run_dir, [])
 
     train_set = ImageDataset(parts.index, parts.train_positions, image_transform(cfg, train=True))
     schedule = run_schedule(parts.sampler, cfg.train.epochs, start.epoch, start.step)
+    shard = (world.rank, world.size) if world.distributed else None
     runner = EpochRunner(
         run_dir,
         parts,
         trainer,
-        iter(training_loader(cfg, train_set, schedule, device)),
+        iter(training_loader(cfg, train_set, schedule, device, shard)),
         progress,
         labels_all=torch.from_numpy(parts.loss_labels),
         attributes=None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32)),
+        world=world,
     )
     for epoch in range(start.epoch, cfg.train.epochs):
         resumed = epoch == start.epoch and start.step > 0
@@ -255,13 +294,16 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         if val is not None:
             row["val"] = val
         history.append(row)
-        # History first: a kill between the two writes leaves an extra row that resume drops.
-        rundir.write_history(run_dir, history)
-        save_checkpoint(run_dir, trainer, sampler_state, epoch=epoch + 1)
+        if world.is_main:
+            # History first: a kill between the two writes leaves an extra row that resume drops.
+            rundir.write_history(run_dir, history)
+            save_checkpoint(run_dir, trainer, sampler_state, epoch=epoch + 1)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
         tracking.log_epoch(row)
 
     del runner  # shuts the loader's worker processes down before evaluation starts its own
+    if not world.is_main:
+        return {"run_id": run_id(cfg), "rank": world.rank}
     result = final_evaluation(run_dir, parts, trainer, progress, before_done=tracking.finish)
     log(f"done: {run_dir}")
     return result

@@ -18,6 +18,7 @@ from dmlbench import losses
 from dmlbench.config import Config
 from dmlbench.errors import NonFiniteLossError
 from dmlbench.model import EmbeddingNet
+from dmlbench.train.distributed import DataParallel
 from dmlbench.train.parts import RunParts
 
 
@@ -70,6 +71,7 @@ class Trainer:
     scheduler: Any
     scaler: torch.amp.GradScaler | None
     params: Sequence[torch.Tensor]
+    parallel: DataParallel | None = None  # data-parallel run: DDP model and the global-batch gather
 
     def step(
         self,
@@ -84,9 +86,11 @@ class Trainer:
         if self.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(cfg, self.device):
-            out = self.model(images)
-        attr_logits = None if out["attr"] is None else out["attr"].float()
-        loss = self.loss_fn(out["emb"].float(), labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
+            out = (self.model if self.parallel is None else self.parallel.ddp)(images)
+        emb, attr_logits = out["emb"].float(), None if out["attr"] is None else out["attr"].float()
+        if self.parallel is not None:  # the loss sees the global batch, whichever process computes it
+            emb, labels, tuples, attr_logits, attr_targets = self.parallel.gather(emb, labels, tuples, attr_logits, attr_targets)
+        loss = self.loss_fn(emb, labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss is {loss.item()} at {where} ({cfg.loss.name}); the model was not updated and nothing was "
@@ -99,6 +103,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        if self.parallel is not None:
+            self.parallel.sync_loss_gradients()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.train.grad_clip or float("inf"))
         if not torch.isfinite(grad_norm):
             if self.scaler is not None:  # fp16 overflow: the scaler skips this step and lowers its scale
