@@ -28,6 +28,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.sweep_dir.is_dir():
         raise UsageError(f"results folder not found: {args.sweep_dir}")
+    from dmlbench.tune import is_tune_dir, require_optuna
+
+    if is_tune_dir(args.sweep_dir):  # only the final stage is a result; trial runs never enter a table
+        require_optuna()
+        from dmlbench.tune.report import write_tune_report
+
+        table, written = write_tune_report(args.sweep_dir, args.out, plots=not args.no_plots)
+        print(table)
+        print(f"wrote {len(written)} files to {args.out or args.sweep_dir / 'report'}", file=sys.stderr)
+        return 0
     out_dir: Path = args.out or (args.sweep_dir / "report")
     specs = load_specs(args.tables) if args.tables else None
     written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)

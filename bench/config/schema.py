@@ -21,6 +21,7 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 Backend = Literal["auto", "torch", "faiss-cpu", "faiss-gpu"]
 Layer = Literal["emb", "fc", "conv"]
 Protocol = Literal["query-gallery", "leave-one-out"]
+EvalSplit = Literal["test", "val"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
@@ -60,6 +61,8 @@ class DataConfig:
     val_classes: float = 0.0  # fraction of *training classes* held out as a validation split
     subset: int | None = None  # deterministic subset of images per split (stated in the results)
     skip_bad_images: bool = False  # exclude (and count) unreadable images instead of stopping
+    folds: int = 0  # k class-disjoint folds of the training classes (tuning); 0: none
+    fold: int = 0  # which of the `folds` folds is the validation split "val"
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options
 
 
@@ -110,6 +113,7 @@ class EvalConfig:
     backend: Backend = "auto"  # auto: faiss-gpu on a GPU when installed, else torch
     batch_size: int = 128
     every_epochs: int = 0  # validation every N epochs on the val split (0: never)
+    split: EvalSplit = "test"  # val: the final metrics are on the val split; test images are never opened
 
 
 @dataclass
@@ -139,6 +143,8 @@ RUNTIME_KEYS = frozenset(
         "eval.batch_size",
     }
 )
+# Keys added after run folders existed: left out of the run_id while at these defaults, so older runs keep their ids.
+OMITTED_AT_DEFAULT: dict[str, Any] = {"data.folds": 0, "data.fold": 0, "eval.split": "test"}
 
 
 

@@ -7,6 +7,7 @@ training or test.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,51 @@ def carve_validation(
         f"as split 'val', seed {seed}"
     )
     return splits, [note]
+
+
+def max_folds(num_classes: int) -> int:
+    """The most class-disjoint folds `num_classes` training classes allow: two classes per fold, so a
+    fold's leave-one-out retrieval has a wrong class to rank against.
+
+    >>> max_folds(10), max_folds(3)
+    (5, 1)
+    """
+    return num_classes // 2
+
+
+def carve_fold(labels: np.ndarray, splits: np.ndarray, folds: int, fold: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Fold `fold` of `folds` class-disjoint folds of the training classes becomes split "val"; the
+    assignment depends only on the training classes and `seed`, so every trial of a study sees the same folds.
+
+    >>> labels = np.repeat(np.arange(6), 2)
+    >>> splits = np.array(["train"] * 12, dtype=object)
+    >>> vals = [set(labels[carve_fold(labels, splits, 3, f, seed=0)[0] == "val"].tolist()) for f in range(3)]
+    >>> [len(v) for v in vals], set().union(*vals) == set(range(6))
+    ([2, 2, 2], True)
+    """
+    classes = np.unique(labels[splits == "train"])
+    if folds < 2 or folds > max_folds(len(classes)):
+        raise DatasetError(
+            f"data.folds={folds}: {len(classes)} training classes allow 2 to {max_folds(len(classes))} folds "
+            "(each fold needs at least 2 classes)"
+        )
+    if not 0 <= fold < folds:
+        raise DatasetError(f"data.fold={fold} must be in 0..{folds - 1} (data.folds={folds})")
+    order = np.random.default_rng([seed, 0xF01D]).permutation(classes)
+    val_classes = np.array_split(order, folds)[fold]
+    to_val = (splits == "train") & np.isin(labels, val_classes)
+    out = splits.copy()
+    out[to_val] = "val"
+    note = f"validation fold {fold} of {folds}: {len(val_classes)} of {len(classes)} training classes as split 'val', seed {seed}"
+    return out, [note]
+
+
+def with_fold(index: DatasetIndex, folds: int, fold: int, seed: int) -> DatasetIndex:
+    """The index with fold `fold` of its training classes as the validation split (see `carve_fold`)."""
+    if (index.splits == "val").any():
+        raise DatasetError("data.folds carves the validation split itself: set data.val_classes=0")
+    splits, notes = carve_fold(index.labels, index.splits, folds, fold, seed)
+    return dataclasses.replace(index, splits=splits, notes=[*index.notes, *notes])
 
 
 def build_index(
