@@ -30,7 +30,7 @@ from dmlbench.sweep.spec import Sweep
 from dmlbench.sweep.status import cell_statuses
 from dmlbench.sweep.submit import SweepReport, run_sweep
 from dmlbench.tune.spec import TUNE_FILE, TuneSpec, check_spec
-from dmlbench.tune.study import FINISHED, best_trial, open_studies, tell, trial_counts
+from dmlbench.tune.study import FINISHED, ask, best_trial, open_studies, tell, trial_counts
 from dmlbench.tune.trials import ENDED, TrialWork, ended, submit, trial_cells, trial_value, trials_sweep
 
 FINAL_DIR = "final"
@@ -143,7 +143,7 @@ class TuneLoop:
             if not open_methods:
                 break
             method = min(open_methods, key=lambda m: self.asked(m.name))
-            trial = self.studies[method.name].ask(dict(method.space))
+            trial = ask(self.spec, self.studies[method.name], method)
             cells = trial_cells(self.spec, self.sweep, method, trial.number, dict(trial.params))
             new.append(TrialWork(method, trial.number, cells))
         if new:

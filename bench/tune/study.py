@@ -38,12 +38,21 @@ def open_studies(spec: TuneSpec, storage: JournalStorage | None = None) -> dict[
     """Method name -> its study (created on the first run, loaded on a re-run)."""
     storage = storage or journal_storage(spec.output_dir)
     studies = {}
-    for i, method in enumerate(spec.methods):
-        sampler = optuna.samplers.TPESampler(seed=spec.seed * 1000 + i, n_startup_trials=spec.startup_trials, constant_liar=True)
+    for method in spec.methods:
         studies[method.name] = optuna.create_study(
-            storage=storage, study_name=method.name, sampler=sampler, direction="maximize", load_if_exists=True
+            storage=storage, study_name=method.name, sampler=tpe_sampler(spec, method, 0), direction="maximize", load_if_exists=True
         )
     return studies
+
+
+def tpe_sampler(spec: TuneSpec, method: Method, number: int) -> optuna.samplers.TPESampler:
+    """The sampler that proposes trial `number` of `method`, seeded by (seed, method, number): a resumed
+    study does not replay the random draws of its first trials (a sampler seeded once per process would
+    propose trial 0's configuration again after a restart)."""
+    index = [m.name for m in spec.methods].index(method.name)
+    seed = (spec.seed * 1_000_003 + index * 10_007 + number) % 2**32
+    # constant_liar: trials in flight count as bad results, so parallel asks spread out
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup_trials, constant_liar=True)
 
 
 def existing_studies(out: Path) -> dict[str, list[FrozenTrial]]:
@@ -57,7 +66,9 @@ def existing_studies(out: Path) -> dict[str, list[FrozenTrial]]:
     }
 
 
-def ask(study: optuna.Study, method: Method) -> optuna.Trial:
+def ask(spec: TuneSpec, study: optuna.Study, method: Method) -> optuna.Trial:
+    """A new trial of `method`, its params drawn (and written to the journal) before anything runs."""
+    study.sampler = tpe_sampler(spec, method, len(study.get_trials(deepcopy=False)))
     return study.ask(dict(method.space))
 
 

@@ -10,8 +10,9 @@ query or gallery image.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from dmlbench.sweep.submit import _make_executor, _record_jobs, _write_cell_file
 from dmlbench.tune.spec import Method, TuneSpec
 
 TRIALS_DIR = "trials"
+CELL_LOCK = ".cell.lock"
 ENDED = frozenset({"done", "failed", "cancelled", "interrupted"})
 CellArgs = tuple[dict[str, Any], str]  # (config mapping, run folder) of one cell
 
@@ -60,6 +62,19 @@ def guard_validation_only(cells: Sequence[Cell]) -> None:
             raise TestSplitGuardError(f"tuning cell {cell.run_id} is not a validation-fold run (eval.split={cell.config.eval.split})")
 
 
+@contextlib.contextmanager
+def cell_lock(run_dir: Path) -> Iterator[None]:
+    """One process per run folder: a local job left running by a killed `tune` finishes its cell while
+    the re-run's job for the same cell waits, then finds it done."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / CELL_LOCK, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class TrialJob(Checkpointable):
     """Several cells (a trial's folds, or one fold) run one after the other in one job: short runs pay
     the job's start-up (Python, torch import) once. All state is in the run folders, so a requeued job
@@ -70,7 +85,11 @@ class TrialJob(Checkpointable):
 
     def __call__(self, cells: list[CellArgs]) -> list[dict[str, Any]]:
         _route_preemption_to_submitit()
-        return [run_cell(config, run_dir, self.runner) for config, run_dir in cells]
+        results = []
+        for config, run_dir in cells:
+            with cell_lock(Path(run_dir)):
+                results.append(run_cell(config, run_dir, self.runner))
+        return results
 
     def checkpoint(self, cells: list[CellArgs]) -> DelayedSubmission:
         with contextlib.suppress(OSError):
