@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from dmlbench.config.keys import get_dotted, normalise_key, pop_dotted, set_dotted
-from dmlbench.config.schema import OMITTED_AT_DEFAULT, RUNTIME_KEYS, Choices, Config
+from dmlbench.config.schema import HASHED_WHEN_NOT_DEFAULT, RUNTIME_KEYS, Choices, Config
 from dmlbench.errors import ConfigError, did_you_mean, unknown_value
 
 
@@ -179,7 +179,7 @@ def canonical(cfg: Config) -> dict[str, Any]:
     data = config_to_dict(cfg)
     for key in RUNTIME_KEYS:
         pop_dotted(data, key)
-    for key, default in OMITTED_AT_DEFAULT.items():
+    for key, default in HASHED_WHEN_NOT_DEFAULT.items():
         if get_dotted(data, key) == default:
             pop_dotted(data, key)
     return data

@@ -113,7 +113,7 @@ class EvalConfig:
     backend: Backend = "auto"  # auto: faiss-gpu on a GPU when installed, else torch
     batch_size: int = 128
     every_epochs: int = 0  # validation every N epochs on the val split (0: never)
-    split: EvalSplit = "test"  # val: the final metrics are on the val split; test images are never opened
+    split: EvalSplit = "test"  # val: evaluate the val split (tuning); test/query/gallery images are not even indexed
 
 
 @dataclass
@@ -143,8 +143,9 @@ RUNTIME_KEYS = frozenset(
         "eval.batch_size",
     }
 )
-# Keys added after run folders existed: left out of the run_id while at these defaults, so older runs keep their ids.
-OMITTED_AT_DEFAULT: dict[str, Any] = {"data.folds": 0, "data.fold": 0, "eval.split": "test"}
+# Keys added after runs were published: hashed into the run_id only when not at this default, so
+# every earlier run keeps its id.
+HASHED_WHEN_NOT_DEFAULT: dict[str, Any] = {"data.folds": 0, "data.fold": 0, "eval.split": "test"}
 
 
 

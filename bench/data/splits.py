@@ -150,6 +150,39 @@ def with_fold(index: DatasetIndex, folds: int, fold: int, seed: int) -> DatasetI
     return dataclasses.replace(index, splits=splits, notes=[*index.notes, *notes])
 
 
+def validation_view(index: DatasetIndex) -> DatasetIndex:
+    """Only the training images, the validation split becoming the evaluation split ("test", ranked
+    leave-one-out): a tuning run (`eval.split=val`) evaluates on its validation classes, and the
+    dataset's own test/query/gallery images are not in its index at all, so no code path can read them.
+
+    >>> labels = np.repeat(np.arange(4), 2)
+    >>> splits = np.array(["train"] * 2 + ["val"] * 2 + ["train"] * 2 + ["query", "gallery"], dtype=object)
+    >>> view = validation_view(DatasetIndex("d", Path("."), [f"{i}.jpg" for i in range(8)], labels, splits, "query-gallery", (1,)))
+    >>> view.paths, view.splits.tolist(), view.protocol
+    (['0.jpg', '1.jpg', '2.jpg', '3.jpg', '4.jpg', '5.jpg'], ['train', 'train', 'test', 'test', 'train', 'train'], 'leave-one-out')
+    """
+    if not (index.splits == "val").any():
+        raise DatasetError("eval.split=val needs a validation split: set data.folds and data.fold (or data.val_classes)")
+    keep = np.flatnonzero(np.isin(index.splits, ("train", "val")))
+    splits = np.where(index.splits[keep] == "val", "test", "train").astype(object)
+
+    def rows(arr: np.ndarray | None) -> np.ndarray | None:
+        return None if arr is None else np.asarray(arr)[keep]
+
+    dropped = len(index) - len(keep)
+    return dataclasses.replace(
+        index,
+        paths=[index.paths[i] for i in keep],
+        labels=index.labels[keep],
+        splits=splits,
+        protocol="leave-one-out",
+        attributes=rows(index.attributes),
+        groups=rows(index.groups),
+        bboxes=rows(index.bboxes),
+        notes=[*index.notes, f"evaluated on the validation split (leave-one-out); the {dropped} test/query/gallery images are not loaded"],
+    )
+
+
 def build_index(
     *,
     name: str,

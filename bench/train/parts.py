@@ -49,10 +49,6 @@ def prepare(
     eval_splits = ("query", "gallery") if index.protocol == "query-gallery" else ("test",)
     eval_positions = np.flatnonzero(np.isin(index.splits, eval_splits))
     val_positions = index.indices("val")
-    if cfg.eval.split == "val":  # tuning: the val split is what is evaluated; test images are never opened
-        if not len(val_positions):
-            raise ConfigError("eval.split=val needs a validation split: set data.folds and data.fold (or data.val_classes)")
-        eval_positions = val_positions
     if check_images:
         train_positions = check_images_or_raise(index, train_positions, cfg.data.skip_bad_images, log)
         eval_positions = check_images_or_raise(index, eval_positions, cfg.data.skip_bad_images, log)

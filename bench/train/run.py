@@ -169,13 +169,11 @@ class EpochRunner:
 def final_evaluation(run_dir: Path, parts: RunParts, trainer: Trainer, progress: bool) -> dict[str, Any]:
     """Test metrics of every layer, the embedding sample, metrics.json and DONE; returns metrics.json's dict."""
     cfg = parts.cfg
-    # eval.split=val (tuning): eval_positions are the val fold, ranked leave-one-out
-    protocol = "leave-one-out" if cfg.eval.split == "val" else parts.index.protocol
-    metrics, feats = evaluate_positions(trainer.model, parts, parts.eval_positions, progress, f"{cfg.eval.split} features", protocol)
+    metrics, feats = evaluate_positions(trainer.model, parts, parts.eval_positions, progress, "test features")
     result = {
         "run_id": run_id(cfg),
         "dataset": parts.index.name,
-        "protocol": protocol,
+        "protocol": parts.index.protocol,
         "epoch": cfg.train.epochs,
         "ks": list(cfg.eval.ks or parts.index.ks),
         "notes": parts.notes,
