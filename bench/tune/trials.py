@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
@@ -26,7 +26,9 @@ from dmlbench.sweep.job import DEFAULT_RUNNER, _route_preemption_to_submitit, er
 from dmlbench.sweep.spec import Sweep
 from dmlbench.sweep.status import cell_statuses
 from dmlbench.sweep.submit import _make_executor, _record_jobs, _write_cell_files
-from dmlbench.tune.spec import Method, TuneSpec
+
+if TYPE_CHECKING:  # not imported at run time: a job process unpickling TrialJob stays light (no Optuna)
+    from dmlbench.tune.spec import Method, TuneSpec
 
 TRIALS_DIR = "trials"
 CELL_LOCK = ".cell.lock"
