@@ -22,6 +22,7 @@ Backend = Literal["auto", "torch", "faiss-cpu", "faiss-gpu"]
 Layer = Literal["emb", "fc", "conv"]
 Protocol = Literal["query-gallery", "leave-one-out"]
 EvalSplit = Literal["test", "val"]
+Tier = Literal["full", "head"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
@@ -104,6 +105,9 @@ class TrainConfig:
     deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
     checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
     compile: CompileMode = "off"  # torch.compile the model's forward
+    # full: train the whole network; head: frozen pretrained backbone, cached features, head only
+    # (the fast tier for loss ideas, dmlbench.train.head_tier)
+    tier: Tier = "full"
 
 
 @dataclass
@@ -145,7 +149,7 @@ RUNTIME_KEYS = frozenset(
 )
 # Keys added after runs were published: hashed into the run_id only when not at this default, so
 # every earlier run keeps its id.
-HASHED_WHEN_NOT_DEFAULT: dict[str, Any] = {"data.folds": 0, "data.fold": 0, "eval.split": "test"}
+HASHED_WHEN_NOT_DEFAULT: dict[str, Any] = {"train.tier": "full", "data.folds": 0, "data.fold": 0, "eval.split": "test"}
 
 
 

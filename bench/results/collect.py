@@ -16,6 +16,7 @@ columns describe *what was run* (as opposed to what was measured).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from dmlbench import rundir
 from dmlbench.config import get_dotted, load_yaml, normalise_key
+from dmlbench.evaluate.hits import load_query_hits
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
 STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
@@ -266,11 +269,31 @@ def save_frame(frame: pd.DataFrame, out_dir: Path, stem: str = "results") -> lis
     return written
 
 
+def collected_table(folder: Path) -> Path | None:
+    """The table of a collected results folder (such as results/baseline): results.parquet or results.csv."""
+    for name in ("results.parquet", "results.csv"):
+        if (folder / name).is_file() and (name != "results.parquet" or _has_pyarrow()):
+            return folder / name
+    return None
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def load_frame(source: str | Path) -> pd.DataFrame:
-    """A long frame from a results tree (collected now), a `results.csv` or a `results.parquet`."""
+    """A long frame from a results tree (collected now), a collected folder (holding results.csv, such as
+    results/baseline), a `results.csv` or a `results.parquet`."""
     source = Path(source)
     if source.is_dir():
-        return collect(source).frame
+        table = collected_table(source)
+        if table is None:
+            return collect(source).frame
+        source = table
     if source.suffix == ".parquet":
         frame = pd.read_parquet(source)
     elif source.suffix == ".csv":
@@ -282,6 +305,56 @@ def load_frame(source: str | Path) -> pd.DataFrame:
         raise ValueError(f"{source} is not a collected results table (missing columns: {', '.join(missing)})")
     frame["k"] = frame["k"].astype("Int64")
     return frame
+
+
+def save_hits(frame: pd.DataFrame, root: Path, out_dir: Path) -> Path | None:
+    """One `query_hits.npz` for a collected folder: `<run_id>.positions` and `<run_id>.<layer>` per run
+    that saved its per-query hits (bits packed), so `compare` can count query noise without the run folders."""
+    arrays: dict[str, np.ndarray] = {}
+    for run, rel in frame[["run_id", "path"]].drop_duplicates().itertuples(index=False):
+        hits = load_query_hits(root / str(rel))
+        if hits is None:
+            continue
+        for key, values in hits.items():
+            arrays[f"{run}.{key}"] = values if key == "positions" else np.packbits(values.astype(bool))
+            if key != "positions":
+                arrays[f"{run}.{key}.count"] = np.asarray(len(values))
+    if not arrays:
+        return None
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    path = out_dir / rundir.QUERY_HITS
+    rundir.atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_hits(source: str | Path, frame: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """run_id -> {"positions", <layer>: hits} for the runs of `frame` that saved them: read from the run
+    folders of a results tree, or from the query_hits.npz that `collect` wrote beside results.csv."""
+    source = Path(source)
+    folder = source if source.is_dir() else source.parent
+    table = collected_table(folder) if folder.is_dir() else None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    if source.is_dir() and table is None:
+        for run, rel in frame[["run_id", "path"]].drop_duplicates().itertuples(index=False):
+            hits = load_query_hits(source / str(rel))
+            if hits is not None:
+                out[str(run)] = hits
+        return out
+    packed = folder / rundir.QUERY_HITS
+    if not packed.is_file():
+        return out
+    with np.load(packed) as data:
+        for key in data.files:
+            run, _, rest = key.partition(".")
+            if rest.endswith(".count"):
+                continue
+            if rest == "positions":
+                out.setdefault(run, {})["positions"] = data[key]
+            else:
+                count = int(data[f"{key}.count"])
+                out.setdefault(run, {})[rest] = np.unpackbits(data[key])[:count]
+    return out
 
 
 def collect_history(run_dirs: Iterable[Path], extra_keys: Sequence[str] = ()) -> pd.DataFrame:

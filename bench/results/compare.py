@@ -1,20 +1,29 @@
-"""`dmlbench compare NEW BASELINE`: per matching cell, the difference of means with a Welch 95% interval.
+"""`dmlbench compare NEW BASELINE`: per matching cell, the difference of means, its 95% interval and its MDE.
 
-NEW and BASELINE are results folders (collected on the fly) or collected tables (results.csv/.parquet).
+NEW and BASELINE are results folders: a tree of run folders (collected on the fly) or a collected
+folder holding results.csv (such as the committed results/baseline), or a results.csv/.parquet itself.
 A *cell* is a configuration without its seed: runs of a cell that differ only by seed are its samples.
 
 Matching. Cells are matched on every config key the two sides share (dataset always), except:
 - the keys given with `--by` (what you changed, e.g. `loss.name` when comparing a new loss to BDL), and
 - keys whose values do not overlap at all between the sides (found automatically and reported), so a new
   loss with its own parameters still meets the baseline cells of the same dataset, sampler, backbone ...
+Each output row names the baseline cell it was matched with; cells of either side that matched nothing
+are listed below the table, never dropped silently.
 
-Statistics, with d = mean_new - mean_base:
-- both sides n >= 2: Welch, se^2 = s1^2/n1 + s2^2/n2, Welch-Satterthwaite df, CI = d ± t_{0.975,df} se;
-- one side n = 1: the other side's variance stands for both (se^2 = s^2 (1/n1 + 1/n2), df = n_other - 1);
-- both n = 1: no interval, verdict `n/a` (never counted as a regression);
-- zero variance on both sides: the interval is the point d.
+Estimator (d = mean_new - mean_base):
+- paired t over per-seed differences when both cells hold runs of the same seeds (n >= 2): the seed's
+  shared initialisation and batches cancel; Welch's t otherwise (different seeds);
+- plus the query sample's noise for recall@1 when every run saved its per-query hits (query_hits.npz):
+  se^2 = v_seeds + var(per-query differences) / queries, Welch-Satterthwaite df;
+- n = 1 on both sides: no interval, verdict `n/a` (never counted as a regression).
+MDE: the smallest true difference found significant with 80% power at the same level (5% two-sided,
+or 5%/m), (t_{1-alpha/2,df} + t_{0.8,df}) se. A `same` verdict could have missed anything below it.
+Several baselines: when one new cell meets m > 1 baseline cells (e.g. four baseline losses), the m
+comparisons form a family: intervals, verdicts and MDEs use alpha = 5%/m (Bonferroni). `--reference NAME`
+instead compares with the one baseline cell whose --by value is NAME.
 Verdict: `worse` when the whole interval lies below -min_diff, `better` when above +min_diff, else `same`.
-The exit code is 1 when any cell is `worse`, 2 when nothing matched, else 0.
+The exit code is 1 only when a cell is significantly `worse`, 2 when nothing matched, else 0.
 
 >>> lo, hi = welch_interval(0.6, 0.01, 3, 0.5, 0.01, 3)
 >>> round(lo, 4), round(hi, 4), verdict(lo, hi)
@@ -24,7 +33,7 @@ The exit code is 1 when any cell is `worse`, 2 when nothing matched, else 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +42,10 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
+from dmlbench.errors import UsageError
+from dmlbench.results import power
 from dmlbench.results.collect import config_columns, metric_key, split_metric
-from dmlbench.results.tables import short_key, summarize
+from dmlbench.results.tables import short_key
 
 # Never matched away automatically: comparing across datasets is never meaningful.
 STRICT_KEYS = frozenset({"dataset", "data.dataset"})
@@ -116,6 +127,10 @@ class Comparison:
     auto_by: list[str] = field(default_factory=list)
     metric: str = "recall@1"
     layer: str = "emb"
+    unmatched_new: list[str] = field(default_factory=list)  # new cells that met no baseline cell
+    unmatched_base: list[str] = field(default_factory=list)
+    reference: str | None = None
+    min_diff: float = 0.0
 
     @property
     def any_worse(self) -> bool:
@@ -133,6 +148,56 @@ def _select(frame: pd.DataFrame, metric: str, k: int | None, layer: str) -> pd.D
     return frame[sel.fillna(False)]
 
 
+Hits = Mapping[str, Mapping[str, np.ndarray]]  # run_id -> {"positions": ..., <layer>: hits}
+
+
+def _hit_matrix(runs: pd.DataFrame, hits: Hits | None, layer: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions, runs x queries hits) of a cell's runs, or None unless every run has them for the same queries."""
+    if hits is None:
+        return None
+    rows, positions = [], None
+    for run in runs["run_id"]:
+        entry = hits.get(str(run))
+        if entry is None or layer not in entry:
+            return None
+        if positions is None:
+            positions = entry["positions"]
+        elif not np.array_equal(positions, entry["positions"]):
+            return None
+        rows.append(entry[layer].astype(float))
+    return (positions, np.vstack(rows)) if positions is not None else None
+
+
+def estimate_cell(
+    new_runs: pd.DataFrame,
+    base_runs: pd.DataFrame,
+    *,
+    layer: str = "emb",
+    with_queries: bool = False,
+    hits_new: Hits | None = None,
+    hits_base: Hits | None = None,
+) -> power.Estimate:
+    """Paired t when both cells hold the same seeds (n >= 2), else Welch; plus query noise (module docstring)."""
+    new_seeds, base_seeds = new_runs["seed"].tolist(), base_runs["seed"].tolist()
+    same_seeds = (
+        len(new_seeds) >= 2
+        and sorted(new_seeds) == sorted(base_seeds)
+        and len(set(new_seeds)) == len(new_seeds)
+        and not any(pd.isna(s) for s in new_seeds)
+    )
+    if same_seeds:
+        a = new_runs.sort_values("seed")["value"].to_numpy()
+        b = base_runs.sort_values("seed")["value"].to_numpy()
+        est = power.paired(a, b)
+    else:
+        est = power.welch(new_runs["value"].to_numpy(), base_runs["value"].to_numpy())
+    if with_queries:
+        new_m, base_m = _hit_matrix(new_runs, hits_new, layer), _hit_matrix(base_runs, hits_base, layer)
+        if new_m is not None and base_m is not None and np.array_equal(new_m[0], base_m[0]):
+            est = est.with_queries(*power.query_variance(new_m[1], base_m[1]))
+    return est
+
+
 def compare_frames(
     new: pd.DataFrame,
     base: pd.DataFrame,
@@ -141,8 +206,15 @@ def compare_frames(
     layer: str = "emb",
     by: Sequence[str] = (),
     min_diff: float = 0.0,
+    hits_new: Hits | None = None,
+    hits_base: Hits | None = None,
+    reference: str | None = None,
 ) -> Comparison:
-    """Match cells of `new` and `base` and give each pair a difference interval and a verdict."""
+    """Match cells of `new` and `base` and give each pair an interval, an MDE and a verdict.
+
+    `min_diff` is a fraction (the CLI's --min-diff is in table units, x100). `reference`: keep only the
+    baseline cells whose compared (--by) value equals it.
+    """
     name, k = split_metric(metric)
     new, base = _select(new, name, k, layer), _select(base, name, k, layer)
     by = [("loss.name" if b == "loss" else "sampler.name" if b == "sampler" else b) for b in by]
@@ -167,76 +239,118 @@ def compare_frames(
     base_extra = [
         c for c in base_keys if c not in match and (c in compared or base[f"key:{c}"].nunique() > 1)
     ]
-
-    def cell_stats(frame: pd.DataFrame, extra: list[str], side: str) -> pd.DataFrame:
-        keys = [f"key:{c}" for c in (*match, *extra)]
-        if frame.empty:
-            return pd.DataFrame(columns=[*keys, f"mean_{side}", f"std_{side}", f"n_{side}"])
-        out = summarize(frame, keys).drop(columns="ci")
-        out = out.rename(columns={"mean": f"mean_{side}", "std": f"std_{side}", "n": f"n_{side}"})
-        return out.rename(columns={f"key:{c}": f"{side}:{c}" for c in extra})
-
-    new_cells = cell_stats(new, new_extra, "new")
-    base_cells = cell_stats(base, base_extra, "base")
-    on = [f"key:{c}" for c in match]
-    cells = (
-        new_cells.merge(base_cells, on=on, how="inner") if on else new_cells.merge(base_cells, how="cross")
-    )
-    cells = cells.rename(columns={f"key:{c}": c for c in match})
-    order = [c for c in cells.columns if c in match or c.startswith(("new:", "base:"))]
-    cells = cells.sort_values(order, kind="stable").reset_index(drop=True) if order else cells
-    lows, highs, verdicts = [], [], []
-    for _, row in cells.iterrows():
-        low, high = welch_interval(
-            row["mean_new"],
-            _nz(row["std_new"]),
-            int(row["n_new"]),
-            row["mean_base"],
-            _nz(row["std_base"]),
-            int(row["n_base"]),
+    if reference is not None:
+        ref_cols = [f"key:{c}" for c in base_extra if c in compared]
+        if not ref_cols:
+            raise UsageError("--reference needs a compared key (--by KEY, or a key found automatically)")
+        keep = np.zeros(len(base), dtype=bool)
+        for column in ref_cols:
+            keep |= (base[column] == canonical_key(reference)).to_numpy()
+        if not keep.any():
+            known = sorted({v for c in ref_cols for v in base[c]})
+            raise UsageError(f"--reference {reference}: no baseline cell has it; the baseline has {', '.join(known)}")
+        base = base[keep]
+    new_cell_keys = [f"key:{c}" for c in (*match, *new_extra)]
+    base_cell_keys = [f"key:{c}" for c in (*match, *base_extra)]
+    new_groups = {g if isinstance(g, tuple) else (g,): f for g, f in new.groupby(new_cell_keys, sort=True)}
+    base_groups = {g if isinstance(g, tuple) else (g,): f for g, f in base.groupby(base_cell_keys, sort=True)}
+    pairs = [
+        (nk, bk)
+        for nk in new_groups
+        for bk in base_groups
+        if nk[: len(match)] == bk[: len(match)]
+    ]
+    with_queries = name == "recall" and k == 1
+    family = {nk: sum(1 for n2, _ in pairs if n2 == nk) for nk, _ in pairs}
+    rows = []
+    for nk, bk in pairs:
+        new_runs, base_runs = new_groups[nk], base_groups[bk]
+        est = estimate_cell(
+            new_runs, base_runs, layer=layer, with_queries=with_queries, hits_new=hits_new, hits_base=hits_base
         )
-        lows.append(low)
-        highs.append(high)
-        verdicts.append(verdict(low, high, min_diff))
-    cells["diff"] = cells["mean_new"] - cells["mean_base"] if not cells.empty else pd.Series(dtype=float)
-    cells["ci_low"], cells["ci_high"], cells["verdict"] = lows, highs, verdicts
-    return Comparison(cells, match, list(by), auto_by, metric_key(name, k), layer)
+        m = family[nk]
+        alpha = 0.05 / m
+        low, high = est.interval(1 - alpha)
+        row: dict[str, Any] = dict(zip(match, nk[: len(match)], strict=True))
+        row |= {f"new:{c}": v for c, v in zip(new_extra, nk[len(match) :], strict=True)}
+        row |= {f"base:{c}": v for c, v in zip(base_extra, bk[len(match) :], strict=True)}
+        row |= {
+            "mean_new": float(new_runs["value"].mean()),
+            "n_new": len(new_runs),
+            "mean_base": float(base_runs["value"].mean()),
+            "n_base": len(base_runs),
+            "diff": est.diff,
+            "ci_low": low,
+            "ci_high": high,
+            "se": est.se,
+            "df": est.df,
+            "mde": power.mde(est.se, est.df, alpha=alpha),
+            "method": est.method,
+            "family": m,
+            "p_value": power.p_value(est),
+            "verdict": verdict(low, high, min_diff),
+            "base_runs": " ".join(map(str, base_runs["run_id"])),
+        }
+        rows.append(row)
+    matched_new = {nk for nk, _ in pairs}
+    matched_base = {bk for _, bk in pairs}
 
+    def describe(key: tuple[Any, ...], columns: list[str]) -> str:
+        return ", ".join(f"{short_key(c)}={v or '–'}" for c, v in zip(columns, key, strict=True))
 
-def _nz(std: float) -> float:
-    """A single run has no sample std (NaN); the interval code only reads it when n >= 2."""
-    return 0.0 if std is None or (isinstance(std, float) and math.isnan(std)) else float(std)
+    columns = [
+        *match,
+        *[f"new:{c}" for c in new_extra],
+        *[f"base:{c}" for c in base_extra],
+        "mean_new", "n_new", "mean_base", "n_base", "diff", "ci_low", "ci_high", "se", "df", "mde",
+        "method", "family", "p_value", "verdict", "base_runs",
+    ]  # fmt: skip
+    cells = pd.DataFrame(rows, columns=columns)
+    return Comparison(
+        cells,
+        match,
+        list(by),
+        auto_by,
+        metric_key(name, k),
+        layer,
+        unmatched_new=[describe(nk, [*match, *new_extra]) for nk in new_groups if nk not in matched_new],
+        unmatched_base=[describe(bk, [*match, *base_extra]) for bk in base_groups if bk not in matched_base],
+        reference=reference,
+        min_diff=min_diff,
+    )
 
 
 def format_comparison(result: Comparison, scale: float = 100.0) -> str:
     cells = result.cells
     if cells.empty:
-        return (
+        lines = [
             f"no matching cells for {result.metric} (layer {result.layer}); matched on: "
-            f"{', '.join(result.match_keys) or '(nothing)'}. Check --by, --metric and --layer."
-        )
+            f"{', '.join(result.match_keys) or '(nothing)'}. Check that both sides hold runs of that "
+            "metric and layer, and name what differs with --by KEY (e.g. --by loss.name)."
+        ]
+        return "\n".join(lines + _unmatched_lines(result))
     # Show only the keys that tell cells apart (constant ones are stated once, above the table).
     shown = [c for c in result.match_keys if cells[c].nunique() > 1 or c == "dataset"]
     sides = [c for c in cells.columns if c.startswith(("new:", "base:"))]
     headers = [short_key(c) for c in shown] + [
-        c.split(":")[0] + " " + short_key(c.split(":", 1)[1]) for c in sides
+        ("matched baseline " if c.startswith("base:") else "new ") + short_key(c.split(":", 1)[1])
+        for c in sides
     ]
-    headers += ["new", "baseline", "diff [95% CI]", "verdict"]
-
-    def mean_text(mean: float, std: float, n: int) -> str:
-        return f"{mean * scale:.2f} (n={n})"
-
+    headers += ["new", "baseline", "diff [CI]", "MDE", "test", "verdict"]
     body = []
     for _, row in cells.iterrows():
         out = [row[c] for c in shown] + [row[c] or "–" for c in sides]
-        out.append(mean_text(row["mean_new"], row["std_new"], int(row["n_new"])))
-        out.append(mean_text(row["mean_base"], row["std_base"], int(row["n_base"])))
+        out.append(f"{row['mean_new'] * scale:.2f} (n={int(row['n_new'])})")
+        out.append(f"{row['mean_base'] * scale:.2f} (n={int(row['n_base'])})")
         if math.isnan(row["ci_low"]):
             out.append(f"{row['diff'] * scale:+.2f} [no CI: n=1 on both sides]")
+            out.append("–")
         else:
             out.append(
                 f"{row['diff'] * scale:+.2f} [{row['ci_low'] * scale:+.2f}, {row['ci_high'] * scale:+.2f}]"
             )
+            out.append(f"{row['mde'] * scale:.2f}")
+        out.append(row["method"])
         out.append(row["verdict"].upper() if row["verdict"] == "worse" else row["verdict"])
         body.append(out)
     counts = cells["verdict"].value_counts().to_dict()
@@ -249,4 +363,37 @@ def format_comparison(result: Comparison, scale: float = 100.0) -> str:
             f"compared across: {', '.join([*result.by_keys, *result.auto_by])}"
             + (f" (found automatically: {', '.join(result.auto_by)})" if result.auto_by else "")
         )
-    return "\n".join(head) + "\n\n" + tabulate(body, headers, tablefmt="pipe", disable_numparse=True)
+    constant = [c for c in result.match_keys if c not in shown]
+    if constant:
+        head.append("matched on (equal on both sides): " + ", ".join(
+            f"{short_key(c)}={cells[c].iloc[0] or '–'}" for c in constant
+        ))
+    family = int(cells["family"].max())
+    if result.reference is not None:
+        head.append(f"one named reference (--reference {result.reference}): 95% intervals, alpha 5%")
+    elif family > 1:
+        head.append(
+            f"several baselines: each new cell is compared with up to {family} baseline cells; "
+            f"Bonferroni: intervals at {100 - 5 / family:.4g}%, verdicts and MDE at alpha 5%/{family} "
+            "(or name one with --reference)"
+        )
+    else:
+        head.append("95% intervals; MDE: 80% power, 5% two-sided")
+    head.append(
+        "test: paired = paired t over shared seeds, welch = Welch t (different seeds), "
+        "+queries = query-sample noise added from per-query hits"
+        + (f"; --min-diff {result.min_diff * scale:g}" if result.min_diff else "")
+    )
+    table = tabulate(body, headers, tablefmt="pipe", disable_numparse=True)
+    return "\n".join(head) + "\n\n" + table + "\n" + "\n".join(_unmatched_lines(result))
+
+
+def _unmatched_lines(result: Comparison) -> list[str]:
+    lines = []
+    if result.unmatched_new:
+        lines.append(f"\n{len(result.unmatched_new)} new cell(s) matched no baseline cell (not compared):")
+        lines += [f"  {text}" for text in result.unmatched_new]
+    if result.unmatched_base:
+        lines.append(f"\n{len(result.unmatched_base)} baseline cell(s) matched no new cell:")
+        lines += [f"  {text}" for text in result.unmatched_base]
+    return lines

@@ -17,8 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dmlbench import rundir
-from dmlbench.results.collect import Collection, collect, collect_history, format_problems, save_frame
+from dmlbench.results.collect import (
+    Collection,
+    collect,
+    collect_history,
+    format_problems,
+    load_hits,
+    save_frame,
+    save_hits,
+)
 from dmlbench.results.plots import plot_embedding, plot_heatmap, plot_recall_curves, plot_training_curves
+from dmlbench.results.power_report import power_markdown
 from dmlbench.results.tables import (
     Table,
     TableSpec,
@@ -65,7 +74,9 @@ def write_plots(
     return written
 
 
-def _report_markdown(collection: Collection, tables_md: list[str], plots: list[Path], out_dir: Path) -> str:
+def _report_markdown(
+    collection: Collection, tables_md: list[str], plots: list[Path], out_dir: Path, power_md: str = ""
+) -> str:
     n_runs = len(collection.finished)
     lines = [
         "# Results report",
@@ -78,6 +89,8 @@ def _report_markdown(collection: Collection, tables_md: list[str], plots: list[P
     lines += ["## Tables", ""]
     for text in tables_md:
         lines += [text, ""]
+    if power_md:
+        lines += [power_md, ""]
     if plots:
         lines += ["## Plots", ""]
         for path in plots:
@@ -114,6 +127,11 @@ def _write_report(
     collection = collect(sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = save_frame(collection.frame, out_dir)
+    hits_file = save_hits(collection.frame, sweep_dir, out_dir) if not collection.frame.empty else None
+    written += [hits_file] if hits_file is not None else []
+    power_md = (
+        power_markdown(collection.frame, load_hits(sweep_dir, collection.frame)) if not collection.frame.empty else ""
+    )
     status = out_dir / "not_collected.csv"
     collection.problems_frame().to_csv(status, index=False)
     written.append(status)
@@ -129,7 +147,7 @@ def _write_report(
     written += plot_paths
     report = out_dir / "report.md"
     report.write_text(
-        _report_markdown(collection, [to_markdown(t) for t in tables], plot_paths, out_dir) + "\n"
+        _report_markdown(collection, [to_markdown(t) for t in tables], plot_paths, out_dir, power_md) + "\n"
     )
     written.append(report)
     return written, collection, tables

@@ -45,7 +45,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "attr_sim": "attr_sim@K = mean attribute cosine of the top-K retrieved items of another class",
 }
 CI_NOTE = (
-    "mean ± 95% t-interval half-width over seeds (t_0.975,n-1 · s/√n; none when n = 1); "
+    "mean ± 95% t-interval half-width over seeds only (t_0.975,n-1 · s/√n; none when n = 1; the query "
+    "sample's noise is not in it: see the report's power section and `dmlbench compare`); "
     "n = seeds; best per column in bold; cosine similarity on L2-normalised features"
 )
 

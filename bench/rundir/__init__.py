@@ -10,6 +10,7 @@ Layout of ``<output_dir>/<run_id>/``::
     run.log          human-readable log (data problems, skipped images, timings)
     error.txt        summary line + traceback of the last failure (removed when a later attempt succeeds)
     embeddings_sample.npz  a sample of evaluation embeddings and labels, for the embedding plots
+    query_hits.npz   per scored query: its dataset position and its Recall@1 hit per layer (for `compare`)
     DONE             written last, atomically: a run is finished only when this marker exists
 
 Every write is atomic (temp file + fsync + rename), so a killed job never leaves a half-written
@@ -33,6 +34,7 @@ METRICS = "metrics.json"
 LOG = "run.log"
 ERROR = "error.txt"
 EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
+QUERY_HITS = "query_hits.npz"
 DONE = "DONE"
 
 

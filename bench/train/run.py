@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from dmlbench import rundir
 from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
 from dmlbench.data.dataset import ImageDataset
+from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
@@ -180,6 +181,9 @@ def final_evaluation(run_dir: Path, parts: RunParts, trainer: Trainer, progress:
         "layers": metrics,
     }
     save_embedding_sample(run_dir, parts, feats, parts.eval_positions)
+    positions = parts.eval_positions
+    index = parts.index
+    save_query_hits(run_dir, query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions, cfg.eval.backend))
     rundir.atomic_write_json(run_dir / rundir.METRICS, result)
     rundir.mark_done(run_dir, {"run_id": result["run_id"]})
     return result
@@ -198,6 +202,10 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     device = preflight(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
+    if cfg.train.tier == "head":  # the fast tier: frozen backbone, cached features, head only
+        from dmlbench.train.head_tier import train_head_run
+
+        return train_head_run(cfg, run_dir, device, progress=progress)
 
     def log(line: str) -> None:
         rundir.append_log(run_dir, line)

@@ -72,7 +72,8 @@ def test_regression_exits_1_and_improvement_exits_0(tmp_path: Path) -> None:
     # Another layer or metric is a separate question: fc of `worse` vs fc of `base` is also worse.
     assert run_cli(worse, base, "--layer", "fc", "--metric", "map@r") == 1
     # A tolerance that makes the drop irrelevant turns the verdict into "same".
-    assert run_cli(worse, base, "--min-diff", "0.2") == 0
+    assert run_cli(worse, base, "--min-diff", "20") == 0  # points (x100), as the tables show them
+    assert run_cli(worse, base, "--min-diff", "2") == 1
 
 
 def test_new_loss_against_baseline_losses_by_key(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ class SynthSize:
 SIZES: dict[str, SynthSize] = {
     "tiny": SynthSize("tiny", 48, (6, 6), 64),
     "small": SynthSize("small", 240, (6, 10), 64),
+    # The fast (head) tier's regression set: >= 1,000 queries and enough distractors to stay off the ceiling.
+    "medium": SynthSize("medium", 600, (6, 10), 64),
     "full": SynthSize("full", 4000, (4, 22), 256),
 }
 

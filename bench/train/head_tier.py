@@ -1,0 +1,226 @@
+"""The fast tier (`train.tier: head`): a frozen ImageNet backbone, only the FC/Emb head trained by the loss.
+
+What it isolates. A loss idea's effect on how a head arranges fixed, good features: many seeds in
+seconds, with a seed spread a fraction of full training's. What it does not say: how the loss shapes a
+backbone trained end to end (feature learning, BatchNorm statistics, augmentation); a fast-tier verdict
+is a screening result, to be confirmed on the full tier for a claim about full training.
+
+How. The backbone (`model.backbone`, its ImageNet weights required) turns every image of the dataset into
+its pooled Conv feature once, with the evaluation transform (resize + centre crop at `data.image_size`,
+no augmentation); the features are cached on disk under a key hashing everything they depend on
+(backbone, weights file, image size, normalisation, every image's path and size), in
+`$DMLBENCH_CACHE/features` (default `~/.cache/dmlbench/features`). Each run then trains the head of
+`EmbeddingNet` (FC = Linear + ReLU, Emb = Linear, Attr when the dataset has attributes) on the cached
+features with the run's sampler, loss, optimizer and schedule, and evaluates Conv (the frozen feature),
+FC and Emb exactly as the full tier does. The run folder is the same (config.yaml, history.jsonl,
+metrics.json, query_hits.npz, DONE), so collect, compare and sweep read it unchanged. A run takes seconds,
+so it keeps no checkpoint: a killed run starts again from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dmlbench import losses, rundir
+from dmlbench.config import Config, run_id
+from dmlbench.data import DatasetIndex
+from dmlbench.data.dataset import ImageDataset
+from dmlbench.errors import ConfigError, NonFiniteLossError
+from dmlbench.evaluate import evaluate_layers
+from dmlbench.evaluate.hits import query_hits, save_query_hits
+from dmlbench.model import BACKBONES, EmbeddingNet, weights_location
+from dmlbench.train.features import save_embedding_sample
+from dmlbench.train.parts import RunParts, prepare
+from dmlbench.train.pipeline import image_transform
+from dmlbench.train.trainer import build_optimizer, build_scheduler, seed_everything
+
+CACHE_ENV = "DMLBENCH_CACHE"
+FEATURE_CACHE_VERSION = 1  # bump when the extraction changes what a cached feature holds
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dmlbench").expanduser()
+
+
+def feature_key(cfg: Config, index: DatasetIndex) -> str:
+    """Hash of everything the frozen features depend on; image files by relative path and byte size."""
+    weights = weights_location(cfg.model.backbone, cfg.model.weights_path)
+    sizes = [os.stat(index.root / path).st_size for path in index.paths]
+    blob = json.dumps(
+        {
+            "version": FEATURE_CACHE_VERSION,
+            "backbone": cfg.model.backbone,
+            "weights": [weights.name, weights.stat().st_size],
+            "image_size": cfg.data.image_size,
+            "normalization": BACKBONES.get(cfg.model.backbone).input_normalization,
+            "crop": index.bboxes is not None,
+            "paths": [str(p) for p in index.paths],
+            "sizes": sizes,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def cached_features(
+    cfg: Config, index: DatasetIndex, device: torch.device, log: Callable[[str], None] = print
+) -> torch.Tensor:
+    """(N, D) frozen pooled features of every image of `index`, from the cache or extracted and cached."""
+    if not (cfg.model.pretrained or cfg.model.weights_path):
+        raise ConfigError(
+            "train.tier=head trains only the head on a frozen backbone, which needs ImageNet weights: "
+            "set model.pretrained=true (efficientnet_lite0's ship in a pip package) or model.weights_path"
+        )
+    path = cache_root() / "features" / f"{feature_key(cfg, index)}.npy"
+    if path.is_file():
+        return torch.from_numpy(np.load(path))
+    started = time.time()
+    trunk = EmbeddingNet(cfg.model.backbone, pretrained=cfg.model.pretrained, weights_path=cfg.model.weights_path).trunk
+    trunk = trunk.to(device).eval()
+    dataset = ImageDataset(index, np.arange(len(index.paths)), image_transform(cfg, train=False))
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.train.num_workers)
+    chunks = [trunk(images.to(device)).float().cpu() for images, _ in loader]
+    features = torch.cat(chunks).numpy().astype(np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, features)
+    rundir.atomic_write_bytes(path, buffer.getvalue())
+    log(f"frozen {cfg.model.backbone} features of {len(features)} images cached in {time.time() - started:.1f} s: {path}")
+    return torch.from_numpy(features)
+
+
+class Head(nn.Module):
+    """EmbeddingNet's head on a precomputed Conv feature: the same FC / Emb / Attr layers and outputs."""
+
+    def __init__(self, feature_dim: int, fc_dim: int, emb_dim: int, num_attributes: int) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(feature_dim, fc_dim), nn.ReLU(inplace=True))
+        self.emb = nn.Linear(fc_dim, emb_dim)
+        self.attr = nn.Linear(fc_dim, num_attributes) if num_attributes > 0 else None
+
+    def forward(self, conv: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        fc = self.fc(conv)
+        return {"conv": conv, "fc": fc, "emb": self.emb(fc), "attr": self.attr(fc) if self.attr is not None else None}
+
+
+def train_head(parts: RunParts, features: torch.Tensor, head: Head, loss_fn: losses.MetricLoss) -> list[dict[str, Any]]:
+    """Train `head` on the cached features of the training images; returns the history rows."""
+    cfg, device = parts.cfg, parts.device
+    params = list(head.parameters()) + (list(loss_fn.parameters()) if loss_fn.has_parameters else [])
+    groups: list[dict[str, Any]] = [{"params": list(head.parameters())}]
+    if loss_fn.has_parameters:
+        groups.append({"params": list(loss_fn.parameters())})
+    optimizer = build_optimizer(cfg, groups)
+    scheduler = build_scheduler(cfg, optimizer)
+    labels = torch.from_numpy(parts.index.labels)
+    attributes = None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32))
+    history = []
+    for epoch in range(cfg.train.epochs):
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # as the full tier: anything else drawing replays
+        started, epoch_losses = time.time(), []
+        head.train()
+        for step, batch in enumerate(parts.sampler.iter_epoch(epoch)):
+            rows = torch.from_numpy(parts.train_positions[batch.indices])
+            out = head(features[rows].to(device))
+            tuples = None if batch.tuples is None else torch.from_numpy(batch.tuples).to(device)
+            attr_targets = None if attributes is None else attributes[rows].to(device)
+            attr_logits = None if out["attr"] is None else out["attr"]
+            assert out["emb"] is not None
+            loss = loss_fn(out["emb"], labels[rows].to(device), tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} ({cfg.loss.name}); "
+                    "lower train.lr, set train.grad_clip, or check the loss parameters"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip or float("inf"))
+            optimizer.step()
+            epoch_losses.append(float(loss.item()))
+        if scheduler is not None:
+            scheduler.step()
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(epoch_losses)) if epoch_losses else None,
+                "lr": optimizer.param_groups[0]["lr"],
+                "time_s": round(time.time() - started, 3),
+                "batches": len(epoch_losses),
+                "tier": "head",
+            }
+        )
+    return history
+
+
+def train_head_run(cfg: Config, run_dir: Path, device: torch.device, *, progress: bool = True) -> dict[str, Any]:
+    """`train_run` for `train.tier: head` (the caller has checked DONE, run preflight and written config.yaml)."""
+
+    def log(line: str) -> None:
+        rundir.append_log(run_dir, line)
+        if progress:
+            print(line)
+
+    parts = prepare(cfg, log=log, check_images=False, device=device)
+    features = cached_features(cfg, parts.index, parts.device, log)
+    # One thread: the head's matrices are small, so more threads only add waiting (8x slower on a busy
+    # 2-core machine), and the result no longer depends on the machine's thread count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_and_evaluate(cfg, run_dir, parts, features, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_evaluate(
+    cfg: Config, run_dir: Path, parts: RunParts, features: torch.Tensor, log: Callable[[str], None]
+) -> dict[str, Any]:
+    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    seed_everything(cfg.seed)
+    head = Head(features.shape[1], cfg.model.fc_dim, cfg.model.emb_dim, parts.index.num_attributes).to(parts.device)
+    loss_fn = losses.build(cfg.loss.name, **cfg.loss.params).to(parts.device)
+    history = train_head(parts, features, head, loss_fn)
+    rundir.write_history(run_dir, history)
+
+    head.eval()
+    positions = parts.eval_positions
+    with torch.no_grad():
+        out = head(features[torch.from_numpy(positions)].to(parts.device))
+    feats = {layer: out[layer].float().cpu() for layer in cfg.eval.layers}  # type: ignore[union-attr]
+    index = parts.index
+    metrics = evaluate_layers(
+        feats,
+        index.labels[positions],
+        index.splits[positions],
+        index.protocol,
+        cfg.eval.ks or list(index.ks),
+        attributes=None if index.attributes is None else index.attributes[positions],
+        backend=cfg.eval.backend,
+    )
+    save_query_hits(run_dir, query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions, cfg.eval.backend))
+    result = {
+        "run_id": run_id(cfg),
+        "dataset": index.name,
+        "protocol": index.protocol,
+        "epoch": cfg.train.epochs,
+        "ks": list(cfg.eval.ks or index.ks),
+        "notes": [*parts.notes, f"fast tier: frozen {cfg.model.backbone}, head trained"],
+        "layers": metrics,
+    }
+    save_embedding_sample(run_dir, parts, feats, positions)
+    rundir.atomic_write_json(run_dir / rundir.METRICS, result)
+    rundir.mark_done(run_dir, {"run_id": result["run_id"]})
+    log(f"done: {run_dir}")
+    return result
