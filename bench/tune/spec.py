@@ -51,6 +51,7 @@ TUNE_KEYS = (
     "name", "output_dir", "base", "methods", "trials", "folds", "objective", "parallel", "job",
     "seeds", "seed", "startup_trials", "executor",
 )
+PRESET_DIR = Path(__file__).parent / "presets"
 METHOD_KEYS = ("name", "loss", "sampler", "space", "set")
 JOB_KINDS = ("trial", "fold")
 # Keys a space or a method's `set` may not touch: they define the protocol, not the method.
@@ -285,11 +286,8 @@ def spec_from_dict(data: Any, *, spec_dir: Path | None = None, executor: str | N
 def load_spec(path: str | Path, *, executor: str | None = None, profile: str | None = None) -> TuneSpec:
     """A spec file, a shipped preset name, or a tune folder (its tune.yaml; the folder's location wins)."""
     path = Path(path)
-    if not path.exists():
-        from dmlbench.presets import preset_path
-
-        preset = preset_path(str(path))
-        path = preset if preset is not None else path
+    if not path.exists() and (PRESET_DIR / f"{path}.yaml").is_file():  # a shipped preset: `dmlbench tune tune-synthshop`
+        path = PRESET_DIR / f"{path}.yaml"
     folder = path if path.is_dir() else None
     if folder is not None:
         path = folder / TUNE_FILE

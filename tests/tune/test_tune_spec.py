@@ -90,3 +90,14 @@ def test_new_config_fields_keep_run_ids_at_defaults() -> None:
     # known ids from before data.folds / data.fold / eval.split existed
     assert run_id(config_from_dict({})) == "da85b2d8c7e2"
     assert run_id(config_from_dict({"eval": {"split": "val"}, "data": {"folds": 3}})) != "da85b2d8c7e2"
+
+
+def test_shipped_presets_meet_the_protocol_sizes() -> None:
+    from dmlbench.tune.spec import load_spec
+
+    fast = load_spec("tune-synthshop")
+    assert len(fast.methods) >= 4 and fast.trials >= 20 and fast.folds >= 3 and fast.seeds >= 10
+    assert fast.base["train"]["tier"] == "head"  # the fast tier: a head on cached frozen features
+    gpu = load_spec("tune-inshop")
+    assert gpu.executor.kind == "slurm" and gpu.job == "fold" and gpu.base["data"]["dataset"] == "inshop"
+    assert "GPU-h" in (Path(__file__).resolve().parents[2] / "bench" / "tune" / "presets" / "tune-inshop.yaml").read_text().splitlines()[0]
