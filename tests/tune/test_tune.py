@@ -101,6 +101,7 @@ def test_study_same_budget_final_stage_status_collect(tiny_synthshop: Path, tmp_
     assert "| bdl | 3/0 |" in collected.stdout
 
 
+@pytest.mark.slow
 def test_killed_tune_resumes_to_exactly_the_planned_trials(tiny_synthshop: Path, tmp_path: Path) -> None:
     spec = write_spec(tmp_path, tiny_synthshop, trials=4, seeds=1)
     out = tmp_path / "tune"
