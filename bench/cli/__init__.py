@@ -32,6 +32,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "cancel": ("dmlbench.cli.cancel", "cancel a sweep's queued and running SLURM jobs"),
     "collect": ("dmlbench.cli.collect", "collect finished runs into a long table, tables and plots"),
     "compare": ("dmlbench.cli.compare", "compare two result sets cell by cell (exit 1 if worse)"),
+    "calibrate": ("dmlbench.cli.calibrate", "A/A and planted-effect calibration of compare on a regression preset"),
     "plot": ("dmlbench.cli.plot", "draw recall curves, alpha/beta heatmaps, training curves, embeddings"),
     "time-losses": ("dmlbench.cli.time_losses", "time loss forward+backward against the GEMM floor"),
     "bench-eval": ("dmlbench.cli.bench_eval", "time exact retrieval metrics against the GEMM floor"),

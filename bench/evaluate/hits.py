@@ -8,8 +8,8 @@ nearest neighbour is the same (cosine, ties to the lower index), so the hits' me
 >>> feats = {"emb": torch.tensor([[1.0, 0.0], [0.9, 0.2], [0.0, 1.0], [0.1, 0.9]])}
 >>> out = query_hits(feats, np.array([0, 0, 1, 0]), np.array(["query", "gallery", "query", "gallery"]),
 ...                  "query-gallery", np.array([10, 11, 12, 13]))
->>> out["emb"].tolist(), out["positions"].tolist()
-([1, 0], [10, 12])
+>>> out["emb"].tolist(), out["positions"].tolist()   # query 12 (class 1) has no match in the gallery
+([1], [10])
 """
 
 from __future__ import annotations

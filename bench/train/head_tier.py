@@ -8,8 +8,8 @@ is a screening result, to be confirmed on the full tier for a claim about full t
 How. The backbone (`model.backbone`, its ImageNet weights required) turns every image of the dataset into
 its pooled Conv feature once, with the evaluation transform (resize + centre crop at `data.image_size`,
 no augmentation); the features are cached on disk under a key hashing everything they depend on
-(backbone, weights file, image size, normalisation, every image's path and size), in
-`$DMLBENCH_CACHE/features` (default `~/.cache/dmlbench/features`). Each run then trains the head of
+(backbone, weights file, image size, normalisation, every image's path and size), in the `features`
+folder of dmlbench's cache (`$DMLBENCH_CACHE_DIR`, default ~/.cache/dmlbench; "off": extracted per run). Each run then trains the head of
 `EmbeddingNet` (FC = Linear + ReLU, Emb = Linear, Attr when the dataset has attributes) on the cached
 features with the run's sampler, loss, optimizer and schedule, and evaluates Conv (the frozen feature),
 FC and Emb exactly as the full tier does. The run folder is the same (config.yaml, history.jsonl,
@@ -37,6 +37,7 @@ from dmlbench import losses, rundir
 from dmlbench.config import Config, run_id
 from dmlbench.data import DatasetIndex
 from dmlbench.data.dataset import ImageDataset
+from dmlbench.data.scan_cache import cache_dir
 from dmlbench.errors import ConfigError, NonFiniteLossError
 from dmlbench.evaluate import evaluate_layers
 from dmlbench.evaluate.hits import query_hits, save_query_hits
@@ -46,12 +47,7 @@ from dmlbench.train.parts import RunParts, prepare
 from dmlbench.train.pipeline import image_transform
 from dmlbench.train.trainer import build_optimizer, build_scheduler, seed_everything
 
-CACHE_ENV = "DMLBENCH_CACHE"
 FEATURE_CACHE_VERSION = 1  # bump when the extraction changes what a cached feature holds
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dmlbench").expanduser()
 
 
 def feature_key(cfg: Config, index: DatasetIndex) -> str:
@@ -84,8 +80,9 @@ def cached_features(
             "train.tier=head trains only the head on a frozen backbone, which needs ImageNet weights: "
             "set model.pretrained=true (efficientnet_lite0's ship in a pip package) or model.weights_path"
         )
-    path = cache_root() / "features" / f"{feature_key(cfg, index)}.npy"
-    if path.is_file():
+    root = cache_dir()
+    path = None if root is None else root / "features" / f"{feature_key(cfg, index)}.npy"
+    if path is not None and path.is_file():
         return torch.from_numpy(np.load(path))
     started = time.time()
     trunk = EmbeddingNet(cfg.model.backbone, pretrained=cfg.model.pretrained, weights_path=cfg.model.weights_path).trunk
@@ -94,10 +91,12 @@ def cached_features(
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.train.num_workers)
     chunks = [trunk(images.to(device)).float().cpu() for images, _ in loader]
     features = torch.cat(chunks).numpy().astype(np.float32)
-    buffer = io.BytesIO()
-    np.save(buffer, features)
-    rundir.atomic_write_bytes(path, buffer.getvalue())
-    log(f"frozen {cfg.model.backbone} features of {len(features)} images cached in {time.time() - started:.1f} s: {path}")
+    if path is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, features)
+        rundir.atomic_write_bytes(path, buffer.getvalue())
+    log(f"frozen {cfg.model.backbone} features of {len(features)} images extracted in {time.time() - started:.1f} s"
+        + (f", cached: {path}" if path is not None else " (cache off)"))
     return torch.from_numpy(features)
 
 
