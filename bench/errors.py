@@ -82,6 +82,10 @@ class SweepError(DmlbenchError, ValueError):
     """A sweep file, preset or sweep folder that cannot be used."""
 
 
+class TuneError(DmlbenchError, ValueError):
+    """A tuning spec (`dmlbench tune`) or tune folder that cannot be used; raised before anything is submitted."""
+
+
 class TableSpecError(DmlbenchError, ValueError):
     """A table spec (tables.yaml) that cannot be built."""
 

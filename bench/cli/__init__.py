@@ -27,6 +27,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "train": ("dmlbench.cli.train", "train and evaluate one run (resumes automatically)"),
     "list": ("dmlbench.cli.listing", "list losses, samplers, datasets, backbones, sweep presets + parameters"),
     "sweep": ("dmlbench.cli.sweep", "expand a sweep file and submit its unfinished cells (idempotent)"),
+    "tune": ("dmlbench.cli.tune", "equal-budget tuning per method on validation folds, then S seeds on test"),
     "status": ("dmlbench.cli.status", "done / running / pending / failed / cancelled per cell of a sweep"),
     "cancel": ("dmlbench.cli.cancel", "cancel a sweep's queued and running SLURM jobs"),
     "collect": ("dmlbench.cli.collect", "collect finished runs into a long table, tables and plots"),

@@ -35,6 +35,16 @@ def run(args: argparse.Namespace) -> int:
             f"results folder not found: {args.sweep_dir}. A sweep writes to its output_dir (default "
             "sweeps/<name>); `dmlbench sweep FILE --dry-run` prints the folder as its first line"
         )
+    from dmlbench.tune import is_tune_dir, require_optuna
+
+    if is_tune_dir(args.sweep_dir):  # only the final stage is a result; trial runs never enter a table
+        require_optuna()
+        from dmlbench.tune.report import write_tune_report
+
+        table, written = write_tune_report(args.sweep_dir, args.out, plots=not args.no_plots)
+        print(table)
+        print(f"wrote {len(written)} files to {args.out or args.sweep_dir / 'report'}", file=sys.stderr)
+        return 0
     out_dir: Path = args.out or (args.sweep_dir / "report")
     specs = load_specs(args.tables) if args.tables else None
     if args.to:

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from dmlbench.sweep.status import format_status_table, state_counts, sweep_status
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="the sweep file or its output folder")
+    p.add_argument("sweep", help="the sweep file or its output folder, or a tune folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmlbench.tune import is_tune_dir, require_optuna
+
+    if is_tune_dir(args.sweep) and not args.json:  # a tune folder: trials per method, then its final stage
+        require_optuna()
+        from dmlbench.tune.report import tune_status
+
+        print(tune_status(Path(args.sweep)))
+        return 0
     sweep, statuses = sweep_status(args.sweep)
     if args.json:
         print(json.dumps([s.__dict__ for s in statuses], indent=1, default=str))

@@ -23,6 +23,7 @@ Layer = Literal["emb", "fc", "conv"]
 Protocol = Literal["query-gallery", "leave-one-out"]
 TrackerName = Literal["tensorboard", "mlflow", "wandb"]
 WandbMode = Literal["online", "offline"]
+EvalSplit = Literal["test", "val"]
 Tier = Literal["full", "head"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
@@ -64,6 +65,8 @@ class DataConfig:
     val_classes: float = 0.0  # fraction of *training classes* held out as a validation split
     subset: int | None = None  # deterministic subset of images per split (stated in the results)
     skip_bad_images: bool = False  # exclude (and count) unreadable images instead of stopping
+    folds: int = 0  # k class-disjoint folds of the training classes (tuning); 0: none
+    fold: int = 0  # which of the `folds` folds is the validation split "val"
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options
 
 
@@ -118,6 +121,7 @@ class EvalConfig:
     backend: Backend = "auto"  # auto: faiss-gpu on a GPU when installed, else torch
     batch_size: int = 128
     every_epochs: int = 0  # validation every N epochs on the val split (0: never)
+    split: EvalSplit = "test"  # val: evaluate the val split (tuning); test/query/gallery images are not even indexed
 
 
 @dataclass
@@ -165,7 +169,7 @@ RUNTIME_KEYS = frozenset(
 )
 # Keys added after runs were published: hashed into the run_id only when not at this default, so
 # every earlier run keeps its id.
-HASHED_WHEN_NOT_DEFAULT: dict[str, Any] = {"train.tier": "full"}
+HASHED_WHEN_NOT_DEFAULT: dict[str, Any] = {"train.tier": "full", "data.folds": 0, "data.fold": 0, "eval.split": "test"}
 
 
 

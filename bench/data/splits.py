@@ -7,6 +7,7 @@ training or test.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,84 @@ def carve_validation(
         f"as split 'val', seed {seed}"
     )
     return splits, [note]
+
+
+def max_folds(num_classes: int) -> int:
+    """The most class-disjoint folds `num_classes` training classes allow: two classes per fold, so a
+    fold's leave-one-out retrieval has a wrong class to rank against.
+
+    >>> max_folds(10), max_folds(3)
+    (5, 1)
+    """
+    return num_classes // 2
+
+
+def carve_fold(labels: np.ndarray, splits: np.ndarray, folds: int, fold: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Fold `fold` of `folds` class-disjoint folds of the training classes becomes split "val"; the
+    assignment depends only on the training classes and `seed`, so every trial of a study sees the same folds.
+
+    >>> labels = np.repeat(np.arange(6), 2)
+    >>> splits = np.array(["train"] * 12, dtype=object)
+    >>> vals = [set(labels[carve_fold(labels, splits, 3, f, seed=0)[0] == "val"].tolist()) for f in range(3)]
+    >>> [len(v) for v in vals], set().union(*vals) == set(range(6))
+    ([2, 2, 2], True)
+    """
+    classes = np.unique(labels[splits == "train"])
+    if folds < 2 or folds > max_folds(len(classes)):
+        raise DatasetError(
+            f"data.folds={folds}: {len(classes)} training classes allow 2 to {max_folds(len(classes))} folds "
+            "(each fold needs at least 2 classes)"
+        )
+    if not 0 <= fold < folds:
+        raise DatasetError(f"data.fold={fold} must be in 0..{folds - 1} (data.folds={folds})")
+    order = np.random.default_rng([seed, 0xF01D]).permutation(classes)
+    val_classes = np.array_split(order, folds)[fold]
+    to_val = (splits == "train") & np.isin(labels, val_classes)
+    out = splits.copy()
+    out[to_val] = "val"
+    note = f"validation fold {fold} of {folds}: {len(val_classes)} of {len(classes)} training classes as split 'val', seed {seed}"
+    return out, [note]
+
+
+def with_fold(index: DatasetIndex, folds: int, fold: int, seed: int) -> DatasetIndex:
+    """The index with fold `fold` of its training classes as the validation split (see `carve_fold`)."""
+    if (index.splits == "val").any():
+        raise DatasetError("data.folds carves the validation split itself: set data.val_classes=0")
+    splits, notes = carve_fold(index.labels, index.splits, folds, fold, seed)
+    return dataclasses.replace(index, splits=splits, notes=[*index.notes, *notes])
+
+
+def validation_view(index: DatasetIndex) -> DatasetIndex:
+    """Only the training images, the validation split becoming the evaluation split ("test", ranked
+    leave-one-out): a tuning run (`eval.split=val`) evaluates on its validation classes, and the
+    dataset's own test/query/gallery images are not in its index at all, so no code path can read them.
+
+    >>> labels = np.repeat(np.arange(4), 2)
+    >>> splits = np.array(["train"] * 2 + ["val"] * 2 + ["train"] * 2 + ["query", "gallery"], dtype=object)
+    >>> view = validation_view(DatasetIndex("d", Path("."), [f"{i}.jpg" for i in range(8)], labels, splits, "query-gallery", (1,)))
+    >>> view.paths, view.splits.tolist(), view.protocol
+    (['0.jpg', '1.jpg', '2.jpg', '3.jpg', '4.jpg', '5.jpg'], ['train', 'train', 'test', 'test', 'train', 'train'], 'leave-one-out')
+    """
+    if not (index.splits == "val").any():
+        raise DatasetError("eval.split=val needs a validation split: set data.folds and data.fold (or data.val_classes)")
+    keep = np.flatnonzero(np.isin(index.splits, ("train", "val")))
+    splits = np.where(index.splits[keep] == "val", "test", "train").astype(object)
+
+    def rows(arr: np.ndarray | None) -> np.ndarray | None:
+        return None if arr is None else np.asarray(arr)[keep]
+
+    dropped = len(index) - len(keep)
+    return dataclasses.replace(
+        index,
+        paths=[index.paths[i] for i in keep],
+        labels=index.labels[keep],
+        splits=splits,
+        protocol="leave-one-out",
+        attributes=rows(index.attributes),
+        groups=rows(index.groups),
+        bboxes=rows(index.bboxes),
+        notes=[*index.notes, f"evaluated on the validation split (leave-one-out); the {dropped} test/query/gallery images are not loaded"],
+    )
 
 
 def build_index(

@@ -15,6 +15,7 @@ import torch
 from dmlbench import losses, samplers
 from dmlbench.config import Config, ConfigError
 from dmlbench.data import DATASETS, DatasetIndex
+from dmlbench.data.splits import validation_view, with_fold
 from dmlbench.model import BACKBONES, check_weights
 from dmlbench.registry import import_plugins
 
@@ -52,7 +53,12 @@ def check_compiler(cfg: Config, device: torch.device) -> None:
 def load_index(cfg: Config) -> DatasetIndex:
     """The run's dataset index (reads the annotation files, not the images)."""
     loader = DATASETS.get(cfg.data.dataset)
-    return loader(cfg.data.root, val_classes=cfg.data.val_classes, subset=cfg.data.subset, seed=cfg.seed, **cfg.data.options)
+    index = loader(cfg.data.root, val_classes=cfg.data.val_classes, subset=cfg.data.subset, seed=cfg.seed, **cfg.data.options)
+    if cfg.data.folds:  # tuning: one class-disjoint fold of the training classes is "val"
+        index = with_fold(index, cfg.data.folds, cfg.data.fold, cfg.seed)
+    if cfg.eval.split == "val":  # evaluated on "val"; the test images are dropped from the index
+        index = validation_view(index)
+    return index
 
 
 def preflight(cfg: Config) -> torch.device:

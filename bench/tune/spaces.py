@@ -1,0 +1,98 @@
+"""Search spaces: one dotted config key -> an Optuna distribution, the shipped defaults per loss, and the
+checks that make a bad space fail before anything is submitted.
+
+A space entry in a tuning spec is one of::
+
+    loss.params.alpha: {low: 0.5, high: 8, log: true}     # float (log: sampled on a log scale)
+    sampler.params.images_per_class: {low: 2, high: 8, int: true}
+    train.optimizer: {choices: [adam, adamw]}
+
+>>> parse_distribution("train.lr", {"low": 1e-4, "high": 1e-2, "log": True})
+FloatDistribution(high=0.01, log=True, low=0.0001, step=None)
+>>> parse_distribution("loss.params.alpha", {"low": 2, "high": 1})
+Traceback (most recent call last):
+...
+dmlbench.errors.TuneError: search space 'loss.params.alpha': empty range (low 2 >= high 1); make low smaller than high
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from dmlbench.errors import TuneError
+
+# Every method also tunes its learning rate (the Reality Check tunes it per loss).
+LR_SPACE: dict[str, Any] = {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+# Shipped defaults per loss: ranges around each paper's recommended values, wide enough to matter.
+DEFAULT_SPACES: dict[str, dict[str, Any]] = {
+    "bdl": {"loss.params.alpha": {"low": 0.5, "high": 8.0, "log": True}, "loss.params.beta": {"low": 0.1, "high": 1.0}},
+    "sbdl": {
+        "loss.params.alpha": {"low": 0.5, "high": 8.0, "log": True},
+        "loss.params.beta": {"low": 0.1, "high": 1.0},
+        "loss.params.lambda_attr": {"low": 0.1, "high": 10.0, "log": True},
+    },
+    "multi-similarity": {
+        "loss.params.alpha": {"low": 0.5, "high": 10.0, "log": True},
+        "loss.params.beta": {"low": 10.0, "high": 100.0, "log": True},
+        "loss.params.base": {"low": 0.1, "high": 0.9},
+    },
+    "batch-hard": {"loss.params.margin": {"low": 0.01, "high": 1.0, "log": True}},
+    "triplet": {"loss.params.margin": {"low": 0.01, "high": 1.0, "log": True}},
+    "contrastive": {"loss.params.pos_margin": {"low": 0.0, "high": 0.5}, "loss.params.neg_margin": {"low": 0.3, "high": 1.5}},
+    "bce-attr": {"loss.params.weight": {"low": 0.1, "high": 10.0, "log": True}},
+}
+for _name in ("multi-similarity", "batch-hard", "triplet", "contrastive"):
+    DEFAULT_SPACES[f"{_name}-pml"] = DEFAULT_SPACES[_name]  # the PML references take the same parameters
+ENTRY_KEYS = ("low", "high", "log", "int", "step", "choices")
+
+
+def default_space(loss: str) -> dict[str, Any]:
+    """The shipped space of `loss` (learning rate only for a loss without one, e.g. a plugin's)."""
+    return {**DEFAULT_SPACES.get(loss, {}), **LR_SPACE}
+
+
+def parse_distribution(key: str, entry: Any) -> BaseDistribution:
+    """One space entry -> its Optuna distribution; a message saying what to fix otherwise."""
+    where = f"search space '{key}'"
+    if not isinstance(entry, dict):
+        raise TuneError(f"{where} must be a mapping like {{low: 0.1, high: 1.0}} or {{choices: [a, b]}}, got {entry!r}")
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise TuneError(f"{where}: unknown field(s) {', '.join(unknown)}; use {', '.join(ENTRY_KEYS)}")
+    if "choices" in entry:
+        choices = entry["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise TuneError(f"{where}: choices must be a non-empty list")
+        return CategoricalDistribution(choices)
+    if "low" not in entry or "high" not in entry:
+        raise TuneError(f"{where} needs both low and high (or choices)")
+    low, high = entry["low"], entry["high"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        raise TuneError(f"{where}: low and high must be numbers, got {low!r} and {high!r}")
+    if low >= high:
+        raise TuneError(f"{where}: empty range (low {low} >= high {high}); make low smaller than high")
+    log = bool(entry.get("log", False))
+    if log and low <= 0:
+        raise TuneError(f"{where}: a log-scale range needs low > 0, got {low}")
+    if entry.get("int"):
+        return IntDistribution(int(low), int(high), log=log, step=int(entry.get("step", 1)))
+    return FloatDistribution(float(low), float(high), log=log, step=entry.get("step"))
+
+
+def describe_space(space: dict[str, BaseDistribution]) -> str:
+    """One line per method for tables: `alpha [0.5, 8] log, lr [1e-4, 1e-2] log`."""
+    parts = []
+    for key, dist in space.items():
+        short = key.rsplit(".", 1)[-1]
+        if isinstance(dist, CategoricalDistribution):
+            parts.append(f"{short} {{{', '.join(map(str, dist.choices))}}}")
+        else:
+            parts.append(f"{short} [{dist.low:g}, {dist.high:g}]{' log' if dist.log else ''}")
+    return ", ".join(parts)
