@@ -21,6 +21,7 @@ CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 Backend = Literal["auto", "torch", "faiss-cpu", "faiss-gpu"]
 Layer = Literal["emb", "fc", "conv"]
 Protocol = Literal["query-gallery", "leave-one-out"]
+Keep = Literal["weights", "full", "none"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
@@ -101,6 +102,7 @@ class TrainConfig:
     deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
     checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
     compile: CompileMode = "off"  # torch.compile the model's forward
+    keep: Keep = "weights"  # after DONE: weights (model.pt), full (checkpoint.pt, resumable state), none
 
 
 @dataclass
@@ -135,6 +137,7 @@ RUNTIME_KEYS = frozenset(
         "train.num_workers",  # augmentation is seeded per image (dmlbench.train.augmentation_seeds)
         "train.checkpoint_every_batches",  # resume replays exactly
         "train.compile",
+        "train.keep",  # what stays on disk after DONE; added after run_ids existed, so every run_id is unchanged
         "eval.backend",
         "eval.batch_size",
     }

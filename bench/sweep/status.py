@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dmlbench import rundir
+from dmlbench.rundir import lease
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.slurm import ACTIVE_RUNNING, sacct_states, slurm_available, squeue_states
 from dmlbench.sweep.spec import JOBS_FILE, Sweep, load_sweep
@@ -25,6 +26,7 @@ class CellStatus:
     grid: dict[str, Any]
     job_id: str | None = None
     error: str | None = None  # first line of the error, for failed cells
+    holder: str | None = None  # who holds the run folder's lease (dmlbench.rundir.lease), while it trains
 
 
 def read_jobs(out: Path) -> dict[str, str]:
@@ -48,18 +50,26 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
     slurm_ids = {rid: j for rid, j in jobs.items() if not j.startswith("local:")}
     ask_slurm = bool(query_scheduler and slurm_ids and slurm_available())
     live = squeue_states() if ask_slurm else {}
+    queued = set(live) if ask_slurm else None
     out: list[CellStatus] = []
     need_sacct: list[CellStatus] = []
     for cell in cells:
         folder = sweep.runs_dir / cell.run_id
         job = jobs.get(cell.run_id)
         status = CellStatus(cell.run_id, "unsubmitted", cell.grid, job)
-        if (folder / rundir.DONE).is_file():
+        done = (folder / rundir.DONE).is_file()
+        holder = None if done else lease.read_lease(folder)
+        if holder is not None:
+            status.holder = holder.describe()
+        if done:
             status.state = "done"
         elif job in live and live[job] in ACTIVE_RUNNING:
             status.state = "running"
         elif job in live:
             status.state = "pending"
+        elif holder is not None and lease.stale_reason(holder, queued_jobs=queued) is None:
+            # trained right now by someone (another sweep's process, `dmlbench train`): never resubmitted
+            status.state = "running"
         elif (folder / rundir.ERROR).is_file():
             status.state, status.error = "failed", first_error_line(folder)
         elif ask_slurm and cell.run_id in slurm_ids:
@@ -101,8 +111,12 @@ def format_status_table(statuses: Sequence[CellStatus], actions: dict[str, str] 
         row = [s.state, s.run_id, s.job_id or "-", _short(describe_cell(s.grid))]
         if actions is not None:
             row.insert(1, actions.get(s.run_id, ""))
+        if any(st.holder for st in statuses):
+            row.append(s.holder or "")
         rows.append(row + [s.error or ""])  # last column: the whole first line
     header = ["state", "run_id", "job", "cell", "error"]
+    if any(st.holder for st in statuses):
+        header.insert(-1, "lease holder")
     if actions is not None:
         header.insert(1, "action")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]

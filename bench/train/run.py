@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 from dmlbench import rundir
 from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
 from dmlbench.data.dataset import ImageDataset
-from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from dmlbench.rundir.lease import Lease
+from dmlbench.train.checkpoint import (
+    load_checkpoint,
+    prune_after_done,
+    restore_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
 from dmlbench.train.pipeline import LoadedBatch, batch_tensors, image_transform, run_schedule, training_loader
@@ -65,7 +72,7 @@ def write_config(run_dir: Path, cfg: Config) -> None:
 def resume(run_dir: Path, trainer: Trainer, parts: RunParts, log: Callable[[str], None]) -> tuple[ResumePoint, list[dict[str, Any]]]:
     """Restore the folder's checkpoint, if any; returns where training continues and the history kept."""
     point = ResumePoint()
-    checkpoint = load_checkpoint(run_dir)
+    checkpoint = load_checkpoint(run_dir, log)
     if checkpoint is not None:
         restore_checkpoint(checkpoint, trainer, parts.sampler)
         point = ResumePoint(int(checkpoint["epoch"]), int(checkpoint.get("step", 0)))
@@ -181,7 +188,10 @@ def final_evaluation(run_dir: Path, parts: RunParts, trainer: Trainer, progress:
     }
     save_embedding_sample(run_dir, parts, feats, parts.eval_positions)
     rundir.atomic_write_json(run_dir / rundir.METRICS, result)
+    if cfg.train.keep == "weights":
+        save_weights(run_dir, trainer.model)
     rundir.mark_done(run_dir, {"run_id": result["run_id"]})
+    prune_after_done(run_dir, cfg.train.keep)
     return result
 
 
@@ -197,6 +207,14 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     # Typos, missing weights or a missing compiler fail before the run folder even exists.
     device = preflight(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with Lease(run_dir, log=lambda line: rundir.append_log(run_dir, line)) as lease:
+        if rundir.is_done(run_dir):  # finished by the lease's previous holder while we started
+            return rundir.read_json(run_dir / rundir.METRICS)
+        return _train_leased(cfg, run_dir, device, lease, progress)
+
+
+def _train_leased(cfg: Config, run_dir: Path, device: torch.device, lease: Lease, progress: bool) -> dict[str, Any]:
+    """`train_run` once this process holds the folder's lease."""
     write_config(run_dir, cfg)
 
     def log(line: str) -> None:
@@ -231,6 +249,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             row["val"] = val
         history.append(row)
         # History first: a kill between the two writes leaves an extra row that resume drops.
+        lease.check()  # taken over while this process stalled: the new holder writes, not us
         rundir.write_history(run_dir, history)
         save_checkpoint(run_dir, trainer, sampler_state, epoch=epoch + 1)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
