@@ -5,6 +5,7 @@ never mixed in."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.sweep_dir.is_dir():
         raise UsageError(f"results folder not found: {args.sweep_dir}")
+    if not os.access(args.sweep_dir, os.R_OK | os.X_OK):
+        raise UsageError(f"cannot read the results folder {args.sweep_dir} (permission denied)")
     out_dir: Path = args.out or (args.sweep_dir / "report")
     specs = load_specs(args.tables) if args.tables else None
     written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)

@@ -29,6 +29,7 @@ import yaml
 
 from dmlbench import rundir
 from dmlbench.config import get_dotted, load_yaml, normalise_key
+from dmlbench.errors import UsageError
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
 STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
@@ -269,6 +270,8 @@ def save_frame(frame: pd.DataFrame, out_dir: Path, stem: str = "results") -> lis
 def load_frame(source: str | Path) -> pd.DataFrame:
     """A long frame from a results tree (collected now), a `results.csv` or a `results.parquet`."""
     source = Path(source)
+    if not source.exists():
+        raise UsageError(f"results not found: {source} (a results folder, a results.csv or a results.parquet)")
     if source.is_dir():
         return collect(source).frame
     if source.suffix == ".parquet":
@@ -276,10 +279,10 @@ def load_frame(source: str | Path) -> pd.DataFrame:
     elif source.suffix == ".csv":
         frame = pd.read_csv(source)
     else:
-        raise ValueError(f"{source}: expected a results folder, a .csv or a .parquet file")
+        raise UsageError(f"{source}: expected a results folder, a .csv or a .parquet file")
     missing = [c for c in ("layer", "metric", "k", "value", "seed") if c not in frame.columns]
     if missing:
-        raise ValueError(f"{source} is not a collected results table (missing columns: {', '.join(missing)})")
+        raise UsageError(f"{source} is not a collected results table (missing columns: {', '.join(missing)})")
     frame["k"] = frame["k"].astype("Int64")
     return frame
 
