@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(args.sweep_dir, os.R_OK | os.X_OK):
         raise UsageError(f"cannot read the results folder {args.sweep_dir} (permission denied)")
     out_dir: Path = args.out or (args.sweep_dir / "report")
+    # SIGTERM (scancel, a timeout, kill) ends collect through its cleanup: the staged report is removed
+    # and the previous report in out_dir stays as it was.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     specs = load_specs(args.tables) if args.tables else None
     written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
     print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
@@ -41,3 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n" + format_problems(collection.problems), file=sys.stderr)
     print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    print("dmlbench: collect: terminated; the previous report is left as it was", file=sys.stderr)
+    raise SystemExit(128 + signum)

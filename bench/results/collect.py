@@ -104,7 +104,7 @@ class RunProblem:
 
     run_id: str
     path: str
-    state: str  # failed | started | broken
+    state: str  # failed | started | broken | duplicate
     reason: str
 
 
@@ -177,7 +177,9 @@ def _read_run(
         metrics = json.loads((run_dir / rundir.METRICS).read_text())
         config = load_yaml((run_dir / rundir.CONFIG).read_text()) or {}
         layers = metrics["layers"]
-    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
+        if not isinstance(layers, dict) or not layers or not all(isinstance(v, dict) for v in layers.values()):
+            raise ValueError(f"'layers' must map each layer to its metrics, got {str(layers)[:60]}")
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
         return [], RunProblem(
             fallback_id, rel, "broken", f"DONE but unreadable results: {type(err).__name__}: {err}"
         )
@@ -216,8 +218,16 @@ def collect(root: str | Path, extra_keys: Sequence[str] = ()) -> Collection:
     rows: list[dict[str, Any]] = []
     finished: list[Path] = []
     problems: list[RunProblem] = []
+    first_folder: dict[str, str] = {}  # run_id -> the folder collected for it
     for run_dir in find_run_dirs(root):
         run_rows, problem = _read_run(run_dir, root, extra_keys)
+        if problem is None and run_rows:
+            rid = run_rows[0]["run_id"]
+            if rid in first_folder:
+                # a copied or moved run folder: the same run, never an extra seed
+                problem = RunProblem(rid, run_rows[0]["path"], "duplicate", f"same run_id as {first_folder[rid]}: counted once")
+            else:
+                first_folder[rid] = run_rows[0]["path"]
         if problem is not None:
             problems.append(problem)
             continue
