@@ -44,11 +44,11 @@ def leased_standin(cfg: Config, run_dir: Path, *, progress: bool = True) -> dict
         return standin_train_run(cfg, run_dir, progress=progress)
 
 
-def start_sweep(sweep_file: Path) -> subprocess.Popen:
+def start_sweep(sweep_file: Path, epoch_s: float = 1.0) -> subprocess.Popen:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-        "STANDIN_EPOCH_S": "1",
+        "STANDIN_EPOCH_S": str(epoch_s),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "dmlbench", "sweep", str(sweep_file), "--runner", "test_concurrent_sweeps:leased_standin"],
@@ -81,3 +81,19 @@ def test_two_concurrent_local_sweeps_train_each_cell_once(tmp_path: Path) -> Non
         assert [row["epoch"] for row in rundir.read_history(folder)] == [1, 2, 3, 4]
         assert {row["pid"] for row in rundir.read_history(folder)} == {int(trainers[0])}  # one writer
         assert not (folder / "lease.json").exists()
+
+
+def test_a_cell_whose_folder_is_busy_steps_aside_without_an_error(tmp_path: Path) -> None:
+    """A duplicate job finds the lease taken: it returns "skipped", writes no error.txt (the cell is not
+    failed) and says so in run.log."""
+    from dmlbench.config import config_from_dict, config_to_dict
+    from dmlbench.sweep import run_cell
+
+    cfg = config_from_dict({"data": {"root": str(tmp_path)}, "train": {"epochs": 1}})
+    folder = tmp_path / "run"
+    with Lease(folder):
+        result = run_cell(config_to_dict(cfg), folder, "test_concurrent_sweeps:leased_standin")
+    assert result["skipped"].startswith(f"{folder} is being trained by ")
+    assert not (folder / rundir.ERROR).exists() and not (folder / TRAINED).exists()
+    assert "sweep: not started: " in (folder / rundir.LOG).read_text()
+

@@ -19,6 +19,7 @@ from dmlbench import rundir
 from dmlbench.sweep import expand, load_sweep
 
 pytestmark = pytest.mark.slurm
+EPOCH_S = 2.0
 
 
 @pytest.mark.usefixtures("slurm_cluster")
@@ -30,15 +31,16 @@ def test_rerunning_a_starting_and_running_sweep_trains_each_cell_once(tmp_path: 
             {
                 "name": "twice",
                 "output_dir": str(tmp_path / "sweep"),
-                "base": {"data": {"root": str(tmp_path / "data")}, "train": {"epochs": 4}},
+                "base": {"data": {"root": str(tmp_path / "data")}, "train": {"epochs": 40}},
                 "grid": {"seed": [0, 1, 2]},
                 "executor": {"kind": "slurm", "profile": LOCAL_PROFILE},
             }
         )
     )
-    first = start_sweep(sweep_file)
+    # cells of 40 epochs x 2 s: still running when the third sweep comes, however slowly the CLI starts
+    first = start_sweep(sweep_file, EPOCH_S)
     time.sleep(1.0)
-    second = start_sweep(sweep_file)
+    second = start_sweep(sweep_file, EPOCH_S)
     outputs = [proc.communicate(timeout=300) for proc in (first, second)]
     for proc, (out, err) in zip((first, second), outputs, strict=True):
         assert proc.returncode == 0 and "Traceback" not in err, out + err
@@ -50,7 +52,7 @@ def test_rerunning_a_starting_and_running_sweep_trains_each_cell_once(tmp_path: 
 
     # re-run once the cells train (their leases are live)
     wait_for(sweep, cells, lambda st: any(s.state == "running" for s in st), timeout=300)
-    third = start_sweep(sweep_file)
+    third = start_sweep(sweep_file, EPOCH_S)
     out, err = third.communicate(timeout=300)
     assert third.returncode == 0 and "submitted 0" in out, out + err
     assert rundir.read_json(sweep.output_dir / "jobs.json") == jobs  # nothing submitted twice
@@ -61,7 +63,7 @@ def test_rerunning_a_starting_and_running_sweep_trains_each_cell_once(tmp_path: 
         folder = sweep.runs_dir / cell.run_id
         trainers = (folder / TRAINED).read_text().split()
         assert len(trainers) == 1, (cell.run_id, trainers)
-        assert [row["epoch"] for row in rundir.read_history(folder)] == [1, 2, 3, 4]
+        assert [row["epoch"] for row in rundir.read_history(folder)] == list(range(1, 41))
     array_ids = {j.split("_")[0] for j in jobs.values()}
     assert len(array_ids) == 1
     acct = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID", "-j", ",".join(array_ids)], capture_output=True, text=True)
