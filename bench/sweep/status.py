@@ -1,5 +1,9 @@
 """The state of each cell of a sweep (done / running / pending / failed / cancelled / interrupted /
-unsubmitted) from its run folder, jobs.json and the scheduler, and the status table printed for it."""
+unsubmitted) from its run folder, jobs.json and the scheduler, and the status table printed for it.
+
+A cell whose run folder holds a live lease (`dmlbench.rundir.lease`) is `running` whoever trains it
+(another `sweep` command, `dmlbench train`, a job squeue no longer lists): a re-run never starts it
+again. The table shows each lease's holder."""
 
 from __future__ import annotations
 
