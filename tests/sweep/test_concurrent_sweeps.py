@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from helpers import REPO
 from test_sweep import sweep_dict
@@ -56,6 +57,7 @@ def start_sweep(sweep_file: Path, epoch_s: float = 1.0) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # two sweep commands and six cell processes, each importing torch
 def test_two_concurrent_local_sweeps_train_each_cell_once(tmp_path: Path) -> None:
     data = sweep_dict(
         tmp_path,
