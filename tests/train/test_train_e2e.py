@@ -175,9 +175,12 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(tiny_synthshop: Path, tm
     assert "resuming" in (run_dir / "run.log").read_text()
     assert "resuming" in (mid_dir / "run.log").read_text() and ", step " in (mid_dir / "run.log").read_text()
     assert (run_dir / "history.jsonl").read_bytes().startswith(before_kill)  # epoch 1's row untouched
-    for folder in (run_dir, mid_dir):
+    # each epoch trained once: the epochs after the resume point are logged exactly once (epoch 1 of the
+    # killed run at most once: the kill may land between its checkpoint and its log line)
+    for folder, first_after_resume in ((run_dir, 2), (mid_dir, 1)):
         log = (folder / "run.log").read_text()
-        assert [log.count(f"epoch {k}/3 loss") for k in (1, 2, 3)] == [1, 1, 1], log  # each epoch trained once
+        counts = [log.count(f"epoch {k}/3 loss") for k in (1, 2, 3)]
+        assert counts[first_after_resume - 1 :] == [1] * (4 - first_after_resume) and max(counts) == 1, log
     reference = run_cli("train", str(config("ref")), "--quiet", timeout=900)
     assert reference.returncode == 0, reference.stderr
 
