@@ -63,6 +63,22 @@ def unknown_value(key: str, value: object, allowed: Iterable[str]) -> str:
     return f"{key} must be one of {', '.join(allowed)}, not '{value}'{did_you_mean(str(value), allowed)}"
 
 
+def yaml_problem(err: Exception) -> str:
+    """A YAML parse error as one line: where and what (PyYAML's own text spans several lines).
+
+    >>> import yaml
+    >>> try:
+    ...     yaml.safe_load("a: [1, 2")
+    ... except yaml.YAMLError as err:
+    ...     print(yaml_problem(err))
+    line 1, column 9: expected ',' or ']', but got '<stream end>'
+    """
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 class DmlbenchError(Exception):
     """An error the user can act on: printed as one line, the process exits with `exit_code`."""
 

@@ -115,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DmlbenchError as err:
         print(f"dmlbench: {err.label}: {err}", file=sys.stderr)
         return err.exit_code
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        # a path the user gave that cannot be used, met deeper than the command's own checks
+        where = f": {err.filename}" if err.filename else ""
+        print(f"dmlbench: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

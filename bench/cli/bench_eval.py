@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dmlbench.config import BACKENDS
+from dmlbench.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.n < 2 or args.repeat < 1 or args.dim < 1:
+        raise UsageError(f"need --n >= 2, --dim >= 1 and --repeat >= 1, got --n {args.n} --dim {args.dim} --repeat {args.repeat}")
     report = run_bench(
         n=args.n, dim=args.dim, classes=args.classes, ks=tuple(args.ks), device=args.device,
         backend=args.backend, compare_pml=args.compare_pml, seed=args.seed,

@@ -5,6 +5,8 @@ never mixed in."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
             f"results folder not found: {args.sweep_dir}. A sweep writes to its output_dir (default "
             "sweeps/<name>); `dmlbench sweep FILE --dry-run` prints the folder as its first line"
         )
+    if not os.access(args.sweep_dir, os.R_OK | os.X_OK):
+        raise UsageError(f"cannot read the results folder {args.sweep_dir} (permission denied)")
     from dmlbench.tune import is_tune_dir, require_optuna
 
     if is_tune_dir(args.sweep_dir):  # only the final stage is a result; trial runs never enter a table
@@ -46,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(written)} files to {args.out or args.sweep_dir / 'report'}", file=sys.stderr)
         return 0
     out_dir: Path = args.out or (args.sweep_dir / "report")
+    # SIGTERM (scancel, a timeout, kill) ends collect through its cleanup: the staged report is removed
+    # and the previous report in out_dir stays as it was.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     specs = load_specs(args.tables) if args.tables else None
     if args.to:
         from dmlbench.track.publish import parse_target
@@ -75,3 +82,8 @@ def _publish(target: str, run_dirs: list[Path], sweep_dir: Path, report_files: l
     except Exception as err:  # the tracker's own errors (server refused, bad URI): one line, not a traceback
         raise UsageError(f"cannot publish to {uri}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     print(f"published {published} run(s) to {uri} ({skipped} already there) and the report", file=sys.stderr)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    print("dmlbench: collect: terminated; the previous report is left as it was", file=sys.stderr)
+    raise SystemExit(128 + signum)

@@ -18,7 +18,7 @@ import yaml
 
 from dmlbench.config.keys import get_dotted, normalise_key, pop_dotted, set_dotted
 from dmlbench.config.schema import HASHED_WHEN_NOT_DEFAULT, RUNTIME_KEYS, Choices, Config
-from dmlbench.errors import ConfigError, did_you_mean, unknown_value
+from dmlbench.errors import ConfigError, did_you_mean, unknown_value, yaml_problem
 
 
 @functools.cache  # get_type_hints re-evaluates string annotations: slow for 1,000-cell sweeps
@@ -149,7 +149,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
     return apply_overrides(config_from_dict(data), overrides)
 
 

@@ -25,6 +25,7 @@ TrackerName = Literal["tensorboard", "mlflow", "wandb"]
 WandbMode = Literal["online", "offline"]
 EvalSplit = Literal["test", "val"]
 Tier = Literal["full", "head"]
+Keep = Literal["weights", "full", "none"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
@@ -112,6 +113,7 @@ class TrainConfig:
     # (the fast tier for loss ideas, dmlbench.train.head_tier)
     tier: Tier = "full"
     distributed: bool = False  # data-parallel over the processes a launcher (torchrun, submitit) started
+    keep: Keep = "weights"  # after DONE: weights (model.pt), full (checkpoint.pt, resumable state), none
 
 
 @dataclass
@@ -162,6 +164,7 @@ RUNTIME_KEYS = frozenset(
         "train.checkpoint_every_batches",  # resume replays exactly
         "train.compile",
         "train.distributed",  # the loss sees the same global batch whatever the process count
+        "train.keep",  # what stays on disk after DONE; added after run_ids existed, so every run_id is unchanged
         "eval.backend",
         "eval.batch_size",
         "track",  # trackers only mirror what the run folder holds

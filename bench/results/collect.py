@@ -30,6 +30,7 @@ import yaml
 
 from dmlbench import rundir
 from dmlbench.config import get_dotted, load_yaml, normalise_key
+from dmlbench.errors import UsageError
 from dmlbench.evaluate.hits import load_query_hits
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
@@ -106,7 +107,7 @@ class RunProblem:
 
     run_id: str
     path: str
-    state: str  # failed | started | broken
+    state: str  # failed | started | broken | duplicate
     reason: str
 
 
@@ -179,7 +180,9 @@ def _read_run(
         metrics = json.loads((run_dir / rundir.METRICS).read_text())
         config = load_yaml((run_dir / rundir.CONFIG).read_text()) or {}
         layers = metrics["layers"]
-    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
+        if not isinstance(layers, dict) or not layers or not all(isinstance(v, dict) for v in layers.values()):
+            raise ValueError(f"'layers' must map each layer to its metrics, got {str(layers)[:60]}")
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
         return [], RunProblem(
             fallback_id, rel, "broken", f"DONE but unreadable results: {type(err).__name__}: {err}"
         )
@@ -218,8 +221,16 @@ def collect(root: str | Path, extra_keys: Sequence[str] = ()) -> Collection:
     rows: list[dict[str, Any]] = []
     finished: list[Path] = []
     problems: list[RunProblem] = []
+    first_folder: dict[str, str] = {}  # run_id -> the folder collected for it
     for run_dir in find_run_dirs(root):
         run_rows, problem = _read_run(run_dir, root, extra_keys)
+        if problem is None and run_rows:
+            rid = run_rows[0]["run_id"]
+            if rid in first_folder:
+                # a copied or moved run folder: the same run, never an extra seed
+                problem = RunProblem(rid, run_rows[0]["path"], "duplicate", f"same run_id as {first_folder[rid]}: counted once")
+            else:
+                first_folder[rid] = run_rows[0]["path"]
         if problem is not None:
             problems.append(problem)
             continue
@@ -289,6 +300,8 @@ def load_frame(source: str | Path) -> pd.DataFrame:
     """A long frame from a results tree (collected now), a collected folder (holding results.csv, such as
     results/baseline), a `results.csv` or a `results.parquet`."""
     source = Path(source)
+    if not source.exists():
+        raise UsageError(f"results not found: {source} (a results folder, a results.csv or a results.parquet)")
     if source.is_dir():
         table = collected_table(source)
         if table is None:
@@ -299,10 +312,10 @@ def load_frame(source: str | Path) -> pd.DataFrame:
     elif source.suffix == ".csv":
         frame = pd.read_csv(source)
     else:
-        raise ValueError(f"{source}: expected a results folder, a .csv or a .parquet file")
+        raise UsageError(f"{source}: expected a results folder, a .csv or a .parquet file")
     missing = [c for c in ("layer", "metric", "k", "value", "seed") if c not in frame.columns]
     if missing:
-        raise ValueError(f"{source} is not a collected results table (missing columns: {', '.join(missing)})")
+        raise UsageError(f"{source} is not a collected results table (missing columns: {', '.join(missing)})")
     frame["k"] = frame["k"].astype("Int64")
     return frame
 

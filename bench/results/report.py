@@ -13,6 +13,8 @@ Layout of `out_dir`::
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,6 +128,36 @@ def _write_report(
 ) -> tuple[list[Path], Collection, list[Table]]:
     collection = collect(sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a staging folder first and moved in file by file (report.md last) once
+    # complete: a collect killed while it works (the plots take minutes) leaves the previous report whole.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods)
+        return _publish(staging, out_dir, written), collection, tables
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, out_dir: Path, written: list[Path]) -> list[Path]:
+    """Move the staged files into `out_dir` (atomic renames, report.md last); their final paths."""
+    final: list[Path] = []
+    for path in sorted(written, key=lambda p: p.name == "report.md"):
+        target = out_dir / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        final.append(target)
+    return final
+
+
+def _write_report_files(
+    collection: Collection,
+    sweep_dir: Path,
+    out_dir: Path,
+    specs: Sequence[TableSpec] | None,
+    paper: bool,
+    plots: bool,
+    embedding_methods: Sequence[str] | None,
+) -> tuple[list[Path], list[Table]]:
     written = save_frame(collection.frame, out_dir)
     hits_file = save_hits(collection.frame, sweep_dir, out_dir) if not collection.frame.empty else None
     written += [hits_file] if hits_file is not None else []
@@ -150,7 +182,7 @@ def _write_report(
         _report_markdown(collection, [to_markdown(t) for t in tables], plot_paths, out_dir, power_md) + "\n"
     )
     written.append(report)
-    return written, collection, tables
+    return written, tables
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -31,7 +31,7 @@ import yaml
 from scipy import stats
 from tabulate import tabulate
 
-from dmlbench.errors import TableSpecError, did_you_mean
+from dmlbench.errors import TableSpecError, did_you_mean, yaml_problem
 from dmlbench.results.collect import config_columns, metric_key, split_metric
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets" / "tables.yaml"
@@ -130,7 +130,12 @@ class TableSpec:
 def load_specs(path: str | Path | None = None) -> list[TableSpec]:
     """Table specs from a YAML mapping name -> fields (default: the shipped presets)."""
     path = Path(path) if path is not None else PRESETS
-    data = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise TableSpecError(f"table spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise TableSpecError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise TableSpecError(f"{path}: expected a mapping of table name -> spec")
     return [TableSpec.from_dict(str(name), spec or {}) for name, spec in data.items()]

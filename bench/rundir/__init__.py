@@ -7,6 +7,10 @@ Layout of ``<output_dir>/<run_id>/``::
     cell.json        {"sweep": name, "grid": {dotted key: value}} when the run is a sweep cell
     history.jsonl    one JSON object per finished epoch (loss, lr, stats, sampler log, val metrics)
     checkpoint.pt    model/optimizer/scheduler/sampler/RNG state of the last completed step
+    checkpoint.prev.pt   the checkpoint before it, kept until the next one is written and verified
+    checkpoint.json  size and sha256 of both checkpoints (dmlbench.train.checkpoint)
+    model.pt         the trained model's weights (kept after DONE with train.keep=weights)
+    lease.json       the trainer holding the folder, while it trains (dmlbench.rundir.lease)
     metrics.json     {"run_id", "dataset", "protocol", "epoch", "layers": {layer: {metric: value}}}
     run.log          human-readable log (data problems, skipped images, timings)
     error.txt        summary line + traceback of the last failure (removed when a later attempt succeeds)
@@ -38,6 +42,9 @@ CELL = "cell.json"
 CODE = "code.json"
 HISTORY = "history.jsonl"
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_PREVIOUS = "checkpoint.prev.pt"
+CHECKPOINT_MANIFEST = "checkpoint.json"
+WEIGHTS = "model.pt"
 METRICS = "metrics.json"
 LOG = "run.log"
 ERROR = "error.txt"

@@ -108,6 +108,8 @@ def expand(sweep: Sweep, *, validate: bool = True) -> list[Cell]:
         add(point, from_grid=True)
     for extra in sweep.include:
         add(extra, from_grid=False)
+    if not cells:
+        raise SweepError(f"sweep '{sweep.name}' has no cells: its exclude rules remove every grid cell; check exclude")
     return cells
 
 

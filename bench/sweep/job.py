@@ -22,6 +22,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from dmlbench import rundir
 from dmlbench.config import config_from_dict
+from dmlbench.rundir.lease import RunFolderBusyError
 
 DEFAULT_RUNNER = "dmlbench.train:train_run"
 
@@ -55,6 +56,10 @@ def run_cell(config_data: dict[str, Any], run_dir: str | Path, runner: str = DEF
     try:
         cfg = config_from_dict(config_data)
         result = resolve_runner(runner)(cfg, run_dir, progress=False)
+    except RunFolderBusyError as err:
+        # another sweep (or `train`) is training this cell: not a failure of the cell, and not ours to record
+        rundir.append_log(run_dir, f"sweep: not started: {err}")
+        return {"run_id": run_dir.name, "skipped": str(err)}
     except Exception as err:
         if writes:
             rundir.atomic_write_text(run_dir / rundir.ERROR, exception_summary(err) + "\n\n" + traceback.format_exc())

@@ -13,7 +13,7 @@ import yaml
 
 from dmlbench.config import load_yaml
 from dmlbench.config.keys import normalise_key
-from dmlbench.errors import SweepError, did_you_mean
+from dmlbench.errors import SweepError, did_you_mean, yaml_problem
 
 EXECUTOR_KINDS = ("slurm", "local", "inline")
 SWEEP_KEYS = ("name", "output_dir", "base", "grid", "include", "exclude", "executor")
@@ -195,7 +195,7 @@ def load_sweep(path: str | Path, *, executor: str | None = None, profile: str | 
     try:
         data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise SweepError(f"{path} is not valid YAML: {err}") from err
+        raise SweepError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
     sweep = sweep_from_dict(data, sweep_dir=path.parent, executor=executor, profile=profile)
     if folder is not None:
         sweep.output_dir = folder  # the folder may have moved since it was written

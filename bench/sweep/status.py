@@ -1,5 +1,9 @@
 """The state of each cell of a sweep (done / running / pending / failed / cancelled / interrupted /
-unsubmitted) from its run folder, jobs.json and the scheduler, and the status table printed for it."""
+unsubmitted) from its run folder, jobs.json and the scheduler, and the status table printed for it.
+
+A cell whose run folder holds a live lease (`dmlbench.rundir.lease`) is `running` whoever trains it
+(another `sweep` command, `dmlbench train`, a job squeue no longer lists): a re-run never starts it
+again. The table shows each lease's holder."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dmlbench import rundir
+from dmlbench.rundir import lease
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.slurm import ACTIVE_RUNNING, sacct_states, slurm_available, squeue_states
 from dmlbench.sweep.spec import JOBS_FILE, Sweep, load_sweep
@@ -25,6 +30,7 @@ class CellStatus:
     grid: dict[str, Any]
     job_id: str | None = None
     error: str | None = None  # first line of the error, for failed cells
+    holder: str | None = None  # who holds the run folder's lease (dmlbench.rundir.lease), while it trains
 
 
 def read_jobs(out: Path) -> dict[str, str]:
@@ -40,6 +46,7 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
     slurm_ids = {rid: j for rid, j in jobs.items() if not j.startswith("local:")}
     ask_slurm = bool(query_scheduler and slurm_ids and slurm_available())
     live = squeue_states() if ask_slurm else {}
+    queued = set(live) if ask_slurm else None
     out: list[CellStatus] = []
     need_sacct: list[CellStatus] = []
     for cell in cells:
@@ -47,12 +54,18 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
         job = jobs.get(cell.run_id)
         status = CellStatus(cell.run_id, "unsubmitted", cell.grid, job)
         folder_state = rundir.run_state(folder)  # what the folder alone says; the scheduler refines it
+        holder = None if folder_state == "done" else lease.read_lease(folder)
+        if holder is not None:
+            status.holder = holder.describe()
         if folder_state == "done":
             status.state = "done"
         elif job in live and live[job] in ACTIVE_RUNNING:
             status.state = "running"
         elif job in live:
             status.state = "pending"
+        elif holder is not None and lease.stale_reason(holder, queued_jobs=queued) is None:
+            # trained right now by someone (another sweep's process, `dmlbench train`): never resubmitted
+            status.state = "running"
         elif folder_state == "failed":
             status.state, status.error = "failed", rundir.error_summary(folder)
         elif ask_slurm and cell.run_id in slurm_ids:
@@ -94,8 +107,12 @@ def format_status_table(statuses: Sequence[CellStatus], actions: dict[str, str] 
         row = [s.state, s.run_id, s.job_id or "-", _short(describe_cell(s.grid))]
         if actions is not None:
             row.insert(1, actions.get(s.run_id, ""))
+        if any(st.holder for st in statuses):
+            row.append(s.holder or "")
         rows.append(row + [s.error or ""])  # last column: the whole first line
     header = ["state", "run_id", "job", "cell", "error"]
+    if any(st.holder for st in statuses):
+        header.insert(-1, "lease holder")
     if actions is not None:
         header.insert(1, "action")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]

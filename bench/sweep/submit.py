@@ -125,10 +125,21 @@ def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[s
             if job.done():
                 running.remove((cell, job))
                 ok = rundir.is_done(sweep.runs_dir / cell.run_id)
-                if not ok:
+                skipped = None if ok else _skipped(job)
+                if not ok and skipped is None:
                     failed.append(cell.run_id)
-                log(f"{'done  ' if ok else 'FAILED'} {cell.run_id} [{describe_cell(cell.grid)}]")
+                word = "done  " if ok else "FAILED" if skipped is None else "busy  "
+                log(f"{word} {cell.run_id} [{describe_cell(cell.grid)}]" + (f": {skipped}" if skipped else ""))
     return job_ids, failed
+
+
+def _skipped(job: Any) -> str | None:
+    """Why a finished local job did not train its cell (another trainer holds it), or None."""
+    with contextlib.suppress(Exception):  # a failed job re-raises its error here: that is a failure, not a skip
+        result = job.result()
+        if isinstance(result, dict):
+            return result.get("skipped")
+    return None
 
 
 def run_inline(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[str], None]) -> list[str]:
@@ -137,7 +148,9 @@ def run_inline(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[
     for i, cell in enumerate(cells, 1):
         log(f"[{i}/{len(cells)}] {cell.run_id} [{describe_cell(cell.grid)}]")
         try:
-            run_cell(config_to_dict(cell.config), sweep.runs_dir / cell.run_id, runner)
+            result = run_cell(config_to_dict(cell.config), sweep.runs_dir / cell.run_id, runner)
+            if isinstance(result, dict) and result.get("skipped") and not rundir.is_done(sweep.runs_dir / cell.run_id):
+                log(f"busy   {cell.run_id}: {result['skipped']}")
         except Exception as err:  # recorded in the cell's error.txt by run_cell
             failed.append(cell.run_id)
             log(f"FAILED {cell.run_id}: {exception_summary(err)}")

@@ -7,6 +7,7 @@ reaches the same result as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +25,16 @@ from dmlbench.data.dataset import ImageDataset
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.plugins import check_same_code, record_code
 from dmlbench.registry import import_plugins
+from dmlbench.rundir.lease import Lease
 from dmlbench.track import Tracking, open_tracking
 from dmlbench.train import distributed
-from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from dmlbench.train.checkpoint import (
+    load_checkpoint,
+    prune_after_done,
+    restore_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
 from dmlbench.train.pipeline import LoadedBatch, batch_tensors, image_transform, run_schedule, training_loader
@@ -73,7 +81,7 @@ def resume(
     """Restore the folder's checkpoint, if any; returns where training continues and the history kept
     (rewritten in the folder when `writes`: by one process of a data-parallel run)."""
     point = ResumePoint()
-    checkpoint = load_checkpoint(run_dir)
+    checkpoint = load_checkpoint(run_dir, log)
     if checkpoint is not None:
         restore_checkpoint(checkpoint, trainer, parts.sampler)
         point = ResumePoint(int(checkpoint["epoch"]), int(checkpoint.get("step", 0)))
@@ -206,9 +214,12 @@ def final_evaluation(
     index = parts.index
     save_query_hits(run_dir, query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions, cfg.eval.backend))
     rundir.atomic_write_json(run_dir / rundir.METRICS, result)
+    if cfg.train.keep == "weights":
+        save_weights(run_dir, trainer.model)
     if before_done is not None:
         before_done(result)
     rundir.mark_done(run_dir, {"run_id": result["run_id"]})
+    prune_after_done(run_dir, cfg.train.keep)
     return result
 
 
@@ -231,27 +242,41 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         if cfg.train.distributed:
             raise ConfigError("train.tier=head runs in one process; set train.distributed=false")
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, cfg)
-        record_code(run_dir, cfg)
-        from dmlbench.train.head_tier import train_head_run
+        with Lease(run_dir, log=lambda line: rundir.append_log(run_dir, line)):
+            if rundir.is_done(run_dir):  # finished by the lease's previous holder while we started
+                return rundir.read_json(run_dir / rundir.METRICS)
+            write_config(run_dir, cfg)
+            record_code(run_dir, cfg)
+            from dmlbench.train.head_tier import train_head_run
 
-        return train_head_run(cfg, run_dir, device, progress=progress)
+            return train_head_run(cfg, run_dir, device, progress=progress)
     world = distributed.world_for(cfg.train.distributed)
     device = distributed.join(world, device)
     try:
-        return _train_and_evaluate(cfg, run_dir, device, world, progress and world.is_main)
+        with contextlib.ExitStack() as held:
+            return _train_and_evaluate(cfg, run_dir, device, world, held, progress and world.is_main)
     finally:
         if world.distributed:
             distributed.leave()
 
 
-def _train_and_evaluate(cfg: Config, run_dir: Path, device: torch.device, world: distributed.World, progress: bool) -> dict[str, Any]:
+def _train_and_evaluate(
+    cfg: Config, run_dir: Path, device: torch.device, world: distributed.World, held: contextlib.ExitStack, progress: bool
+) -> dict[str, Any]:
+    """`train_run` in each process; process 0 holds the folder's lease (released by `held`) and writes."""
+    leases: list[Lease] = []
+
     def start_folder() -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, cfg)
-        record_code(run_dir, cfg)
+        leases.append(held.enter_context(Lease(run_dir, log=lambda line: rundir.append_log(run_dir, line))))
+        if not rundir.is_done(run_dir):
+            write_config(run_dir, cfg)
+            record_code(run_dir, cfg)
 
     world.on_main(start_folder)  # a data-parallel run: process 0 writes the folder, all stop if it cannot
+    if rundir.is_done(run_dir):  # finished by the lease's previous holder while we started
+        return rundir.read_json(run_dir / rundir.METRICS)
+    lease = leases[0] if leases else None
 
     def log(line: str) -> None:
         if world.is_main:
@@ -296,6 +321,8 @@ def _train_and_evaluate(cfg: Config, run_dir: Path, device: torch.device, world:
         history.append(row)
         if world.is_main:
             # History first: a kill between the two writes leaves an extra row that resume drops.
+            if lease is not None:
+                lease.check()  # taken over while this process stalled: the new holder writes, not us
             rundir.write_history(run_dir, history)
             save_checkpoint(run_dir, trainer, sampler_state, epoch=epoch + 1)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")

@@ -1,6 +1,8 @@
 """`collect` over 1,000 finished run folders must take under 5 s (reported by pytest-benchmark).
 
 Run: python -m pytest tests/benchmarks/test_bench_collect.py --benchmark-enable --benchmark-only
+
+The functional checks (not the timings) also run in every CI run, at a smaller size: tests/results/test_collect_scale.py.
 """
 
 from __future__ import annotations

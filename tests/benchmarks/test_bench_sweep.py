@@ -2,6 +2,8 @@
 the local SLURM cluster) in under 10 s; `status` over 1,000 run folders answers in under 2 s.
 
 Run: python -m pytest tests/benchmarks/test_bench_sweep.py --benchmark-only
+
+The functional checks (not the timings) also run in every CI run, at a smaller size: tests/sweep/test_sweep_at_scale.py.
 """
 
 from __future__ import annotations
