@@ -3,7 +3,7 @@
 every cell is trained exactly once. The second sweep either sees the cell running (its lease is live)
 or starts a job that finds the lease taken and steps aside ("busy"), never a second trainer.
 
-The cells run `leased_standin`: the stand-in trainer of test_sweep.py inside the run folder's real lease,
+The cells run `leased_standin`: the stand-in trainer of tests/standin.py inside the run folder's real lease,
 taken exactly as `dmlbench.train.train_run` takes it (lease, then DONE re-checked), so the test takes
 seconds; the real trainer holds the same lease (tests/train/test_train_e2e.py, tests/rundir/test_lease.py)."""
 
@@ -31,7 +31,7 @@ TRAINED = "trained.txt"  # one line per process that trained the folder
 
 
 def leased_standin(cfg: Config, run_dir: Path, *, progress: bool = True) -> dict[str, Any]:
-    from test_sweep import standin_train_run
+    from standin import standin_train_run
 
     run_dir = Path(run_dir)
     if rundir.is_done(run_dir):
