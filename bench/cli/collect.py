@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmlbench.results.collect import format_problems
     from dmlbench.results.report import _write_report
-    from dmlbench.results.tables import load_specs, to_markdown
+    from dmlbench.results.table_render import to_markdown
+    from dmlbench.results.tables import load_specs
 
     if not args.sweep_dir.is_dir():
         raise UsageError(

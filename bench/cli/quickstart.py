@@ -46,7 +46,8 @@ def quickstart_sweep_data(size: str, data_root: Path, output_dir: Path) -> dict[
 def quickstart_table(sweep_dir: Path) -> str:
     """Recall@K / Precision@K per cell (loss x sampler) and layer, as a GitHub-Markdown table."""
     from dmlbench.results.collect import collect
-    from dmlbench.results.tables import TableSpec, build_table, to_markdown
+    from dmlbench.results.table_render import to_markdown
+    from dmlbench.results.tables import TableSpec, build_table
 
     frame = collect(sweep_dir).frame
     if frame.empty:

@@ -30,15 +30,8 @@ from dmlbench.results.collect import (
 )
 from dmlbench.results.plots import plot_embedding, plot_heatmap, plot_recall_curves, plot_training_curves
 from dmlbench.results.power_report import power_markdown
-from dmlbench.results.tables import (
-    Table,
-    TableSpec,
-    build_tables,
-    load_paper,
-    load_specs,
-    to_markdown,
-    write_tables,
-)
+from dmlbench.results.table_render import to_markdown, write_tables
+from dmlbench.results.tables import Table, TableSpec, build_tables, load_paper, load_specs
 
 
 def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:

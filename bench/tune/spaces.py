@@ -93,6 +93,6 @@ def describe_space(space: dict[str, BaseDistribution]) -> str:
         short = key.rsplit(".", 1)[-1]
         if isinstance(dist, CategoricalDistribution):
             parts.append(f"{short} {{{', '.join(map(str, dist.choices))}}}")
-        else:
+        elif isinstance(dist, FloatDistribution | IntDistribution):
             parts.append(f"{short} [{dist.low:g}, {dist.high:g}]{' log' if dist.log else ''}")
     return ", ".join(parts)

@@ -17,7 +17,8 @@ from synthetic_runs import recall_metrics, write_run
 
 from dmlbench.results import plots
 from dmlbench.results.collect import collect
-from dmlbench.results.tables import build_table, load_specs, to_latex, to_markdown
+from dmlbench.results.table_render import to_latex, to_markdown
+from dmlbench.results.tables import build_table, load_specs
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from scipy import stats
 from synthetic_runs import recall_metrics, write_run
 
 from dmlbench.results.collect import collect
+from dmlbench.results.table_render import to_csv_frame, to_latex, to_markdown
 from dmlbench.results.tables import (
     TableSpec,
     TableSpecError,
@@ -20,9 +21,6 @@ from dmlbench.results.tables import (
     load_specs,
     summarize,
     t_halfwidth,
-    to_csv_frame,
-    to_latex,
-    to_markdown,
 )
 
 R1 = {"bdl": [0.50, 0.52, 0.57], "sbdl": [0.61, 0.60, 0.65, 0.66], "ms": [0.40]}
