@@ -42,7 +42,9 @@ def test_feature_size_and_normalisation_come_from_the_model() -> None:
 @pytest.mark.slow
 def test_vit_and_convnext_train_evaluate_every_layer_and_resume(tiny_synthshop: Path, tmp_path: Path) -> None:
     for backbone in (VIT, CONVNEXT):
-        result = train_run(config_from_dict(_config(tiny_synthshop, tmp_path / "one", backbone, 1)), progress=False)
+        one = _config(tiny_synthshop, tmp_path / "one", backbone, 1)
+        one["train"]["keep"] = "full"  # its checkpoint seeds the resume below (the default keeps weights only)
+        result = train_run(config_from_dict(one), progress=False)
         assert set(result["layers"]) == {"emb", "fc", "conv"}
         for layer in ("emb", "fc", "conv"):
             assert 0.0 <= result["layers"][layer]["recall@1"] <= 1.0
