@@ -180,7 +180,7 @@ class WandbTracker(Tracker):
             name=info.name,
             group=info.sweep,
             tags=[f"{key}={value}"[:64] for key, value in info.grid.items()],
-            config=info.params if resume_id is None else None,
+            config=info.params,  # on resume too (same values): a SIGKILLed attempt's offline file may lack it
             mode=self.cfg.wandb_mode,
             reinit="create_new",  # an inline sweep opens one run per cell in one process
             settings=wandb.Settings(console="off", init_timeout=60, quiet=True),

@@ -324,9 +324,11 @@ def _train_and_evaluate(
             if lease is not None:
                 lease.check()  # taken over while this process stalled: the new holder writes, not us
             rundir.write_history(run_dir, history)
+            # Trackers before the checkpoint: once it exists they hold this epoch, so a resume from it
+            # never logs the epoch twice (a kill before it re-trains the epoch, which they skip).
+            tracking.log_epoch(row)
             save_checkpoint(run_dir, trainer, sampler_state, epoch=epoch + 1)
         log(f"epoch {epoch + 1}/{cfg.train.epochs} loss {row['loss']:.4f} ({row['time_s']:.1f} s)")
-        tracking.log_epoch(row)
 
     del runner  # shuts the loader's worker processes down before evaluation starts its own
     if not world.is_main:

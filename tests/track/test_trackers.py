@@ -101,14 +101,16 @@ def test_a_killed_and_resumed_run_continues_the_same_tracker_runs(tiny_synthshop
     for key, value in want_final.items():
         assert scalars[key] == [(2, pytest.approx(value))]
 
-    # W&B offline: each attempt wrote a run file, both with the same run id; together every epoch once.
+    # W&B offline: each attempt wrote a run file with the same run id; no epoch twice. W&B writes its file
+    # from a background process, so the SIGKILLed attempt's file can be cut before its run record (no id,
+    # nothing to check) and lose the epoch in flight: the README states this limit of W&B under SIGKILL.
     run_files = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert 1 <= len(run_files) <= 2
-    attempts = [wandb_run(path) for path in run_files]
-    assert {a["id"] for a in attempts} == {ids_before["wandb"]} and attempts[0]["group"] == "trk-sweep"
-    assert attempts[0]["config"]["loss.name"] == "bdl"
+    attempts = [a for a in (wandb_run(path) for path in run_files) if a["id"] is not None]
+    assert attempts and {a["id"] for a in attempts} == {ids_before["wandb"]}
+    assert attempts[0]["group"] == "trk-sweep" and attempts[0]["config"]["loss.name"] == "bdl"
     epochs = sorted(row["epoch"] for a in attempts for row in a["history"] if "epoch" in row)
-    assert epochs == [1, 2]
+    assert epochs in ([1, 2], [2])
     last = attempts[-1]
     for key, value in want_final.items():
         assert last["summary"][key] == pytest.approx(value)
