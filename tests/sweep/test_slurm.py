@@ -65,6 +65,23 @@ def finished_files(sweep: Sweep) -> dict[Path, tuple[int, bytes]]:
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sweep.runs_dir.glob("*/*") if p.name in ("DONE", "metrics.json")}
 
 
+def preempt_step0_once(task: str, folder: Path) -> None:
+    """Send USR1 to the job step 0 of SLURM task `task` (the cell's Python) and stop scancel as soon as the
+    cell in `folder` logs its requeue (see the comment at its first use for why)."""
+    job_id = subprocess.run(["squeue", "-h", "-j", task, "-o", "%A"], capture_output=True, text=True).stdout.strip()
+    assert job_id, f"cell {task} is no longer running"
+    signaller = subprocess.Popen(["scancel", "--signal=USR1", f"{job_id}.0"], stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.time() + 120
+        while "requeueing" not in (folder / rundir.LOG).read_text():
+            assert signaller.poll() in (None, 0), f"scancel failed: {signaller.communicate()[1]}"
+            assert time.time() < end and not rundir.is_done(folder), "the cell never logged its preemption"
+            time.sleep(0.2)
+    finally:
+        signaller.terminate()
+        signaller.wait()
+
+
 def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path: Path, tiny_synthshop: Path) -> None:
     from helpers import run_cli, tiny_run_config
 
@@ -103,18 +120,7 @@ def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path:
     # the signal again: the first preempts the cell; a later one would preempt the restarted cell.
     # So scancel is stopped as soon as the cell logs its requeue.
     task = report.submitted[target.run_id]
-    job_id = subprocess.run(["squeue", "-h", "-j", task, "-o", "%A"], capture_output=True, text=True).stdout.strip()
-    assert job_id, f"cell {task} is no longer running"
-    signaller = subprocess.Popen(["scancel", "--signal=USR1", f"{job_id}.0"], stderr=subprocess.PIPE, text=True)
-    try:
-        end = time.time() + 120
-        while "requeueing" not in (folder / rundir.LOG).read_text():
-            assert signaller.poll() in (None, 0), f"scancel failed: {signaller.communicate()[1]}"
-            assert time.time() < end and not rundir.is_done(folder), "the cell never logged its preemption"
-            time.sleep(0.2)
-    finally:
-        signaller.terminate()
-        signaller.wait()
+    preempt_step0_once(task, folder)
 
     statuses = wait_for(sweep, cells, settled, timeout=900)
     by_id = {s.run_id: s for s in statuses}

@@ -6,12 +6,11 @@ Skipped like tests/sweep/test_slurm.py when the cluster is not up (unless DMLBEN
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from test_slurm import LOCAL_PROFILE, settled, slurm_cluster, wait_for  # noqa: F401 (a fixture)
+from test_slurm import LOCAL_PROFILE, preempt_step0_once, settled, slurm_cluster, wait_for  # noqa: F401 (a fixture)
 
 from dmlbench import rundir
 from dmlbench.sweep import run_sweep, sweep_from_dict
@@ -52,18 +51,7 @@ def test_two_task_cell_preempted_once_finishes(tmp_path: Path, tiny_synthshop: P
         time.sleep(0.5)
     # Preempt step 0 (both tasks get the signal; task 0 checkpoints and requeues), once: see test_slurm.py
     # for why scancel is stopped as soon as the cell logs its requeue.
-    job_id = subprocess.run(["squeue", "-h", "-j", task, "-o", "%A"], capture_output=True, text=True).stdout.strip()
-    assert job_id, f"cell {task} is no longer running"
-    signaller = subprocess.Popen(["scancel", "--signal=USR1", f"{job_id}.0"], stderr=subprocess.PIPE, text=True)
-    try:
-        end = time.time() + 120
-        while "requeueing" not in (folder / rundir.LOG).read_text():
-            assert signaller.poll() in (None, 0), f"scancel failed: {signaller.communicate()[1]}"
-            assert time.time() < end and not rundir.is_done(folder), "the cell never logged its preemption"
-            time.sleep(0.2)
-    finally:
-        signaller.terminate()
-        signaller.wait()
+    preempt_step0_once(task, folder)
 
     (status,) = wait_for(sweep, report.cells, settled, timeout=900)
     log = (folder / rundir.LOG).read_text()
