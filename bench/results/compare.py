@@ -15,7 +15,9 @@ Estimator (d = mean_new - mean_base):
 - paired t over per-seed differences when both cells hold runs of the same seeds (n >= 2): the seed's
   shared initialisation and batches cancel; Welch's t otherwise (different seeds);
 - plus the query sample's noise for recall@1 when every run saved its per-query hits (query_hits.npz):
-  se^2 = v_seeds + var(per-query differences) / queries, Welch-Satterthwaite df;
+  the variance of the mean per-query difference, clustered by the queries' class (queries of one item
+  are not independent draws), minus the seed x query interaction that both parts hold (counted once;
+  `dmlbench.results.power`); Welch-Satterthwaite df;
 - n = 1 on both sides: no interval, verdict `n/a` (never counted as a regression).
 MDE: the smallest true difference found significant with 80% power at the same level (5% two-sided,
 or 5%/m), (t_{1-alpha/2,df} + t_{0.8,df}) se. A `same` verdict could have missed anything below it.
@@ -148,24 +150,36 @@ def _select(frame: pd.DataFrame, metric: str, k: int | None, layer: str) -> pd.D
     return frame[sel.fillna(False)]
 
 
-Hits = Mapping[str, Mapping[str, np.ndarray]]  # run_id -> {"positions": ..., <layer>: hits}
+Hits = Mapping[str, Mapping[str, np.ndarray]]  # run_id -> {"positions", "classes", <layer>: hits}
 
 
-def _hit_matrix(runs: pd.DataFrame, hits: Hits | None, layer: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(positions, runs x queries hits) of a cell's runs, or None unless every run has them for the same queries."""
+@dataclass(frozen=True)
+class HitMatrix:
+    """A cell's per-query hits: the queries (dataset positions), their classes when saved, runs x queries."""
+
+    positions: np.ndarray
+    classes: np.ndarray | None
+    hits: np.ndarray
+
+
+def hit_matrix(runs: pd.DataFrame, hits: Hits | None, layer: str) -> HitMatrix | None:
+    """The hits of a cell's runs in row order, or None unless every run has them for the same queries."""
     if hits is None:
         return None
-    rows, positions = [], None
+    rows: list[np.ndarray] = []
+    first: Mapping[str, np.ndarray] | None = None
     for run in runs["run_id"]:
         entry = hits.get(str(run))
         if entry is None or layer not in entry:
             return None
-        if positions is None:
-            positions = entry["positions"]
-        elif not np.array_equal(positions, entry["positions"]):
+        if first is None:
+            first = entry
+        elif not np.array_equal(first["positions"], entry["positions"]):
             return None
         rows.append(entry[layer].astype(float))
-    return (positions, np.vstack(rows)) if positions is not None else None
+    if first is None:
+        return None
+    return HitMatrix(first["positions"], first.get("classes"), np.vstack(rows))
 
 
 def estimate_cell(
@@ -185,16 +199,16 @@ def estimate_cell(
         and len(set(new_seeds)) == len(new_seeds)
         and not any(pd.isna(s) for s in new_seeds)
     )
-    if same_seeds:
-        a = new_runs.sort_values("seed")["value"].to_numpy()
-        b = base_runs.sort_values("seed")["value"].to_numpy()
-        est = power.paired(a, b)
+    if same_seeds:  # row i of both sides (values and hit matrices) is then seed i
+        new_runs, base_runs = new_runs.sort_values("seed"), base_runs.sort_values("seed")
+        est = power.paired(new_runs["value"].to_numpy(), base_runs["value"].to_numpy())
     else:
         est = power.welch(new_runs["value"].to_numpy(), base_runs["value"].to_numpy())
     if with_queries:
-        new_m, base_m = _hit_matrix(new_runs, hits_new, layer), _hit_matrix(base_runs, hits_base, layer)
-        if new_m is not None and base_m is not None and np.array_equal(new_m[0], base_m[0]):
-            est = est.with_queries(*power.query_variance(new_m[1], base_m[1]))
+        new_m, base_m = hit_matrix(new_runs, hits_new, layer), hit_matrix(base_runs, hits_base, layer)
+        if new_m is not None and base_m is not None and np.array_equal(new_m.positions, base_m.positions):
+            clusters = new_m.classes if new_m.classes is not None else base_m.classes
+            est = est.with_queries(power.query_variance(new_m.hits, base_m.hits, paired=same_seeds, clusters=clusters))
     return est
 
 

@@ -11,11 +11,22 @@ Seeds (what a rerun with other seeds would change):
 
 Queries (what another draw of the query set would change), when every run of both sides saved its
 per-query Recall@1 hits (query_hits.npz) for the same queries: per query q, d_q = mean over the new runs of
-hit_q - mean over the baseline runs of hit_q; v_query = var(d_q) / Q, df_query = Q - 1. Recall@1 only.
+hit_q - mean over the baseline runs of hit_q; v_query is the variance of their mean over another draw of
+the queries. The queries of one item (class) are not independent draws -- an item that one loss handles
+badly takes all its queries with it -- so the draw is of classes: with G classes holding the queries,
+v_query = G/(G-1) sum_g (sum_{q in g} (d_q - mean d))^2 / Q^2, df_query = G - 1 (the cluster-robust
+variance of a mean). Without classes (hits saved before they were): var(d_q) / Q, df = Q - 1. Recall@1 only.
 
-Interval: se^2 = v_seed + v_query, df by Welch-Satterthwaite over the two parts, d ± t_{0.975,df} se.
-The sum counts the seed x query interaction twice (once in each part), so the interval is slightly wide
-rather than narrow.
+Both parts together: the hits form a crossed seeds x queries design, hit = mu + a_seed + b_query + e, with
+e the seed x query interaction (a query that one seed gets right and another wrong). The variance of d is
+s_a^2/S + s_b^2/Q + s_e^2/(SQ); v_seed estimates s_a^2/S + s_e^2/(SQ) and v_query s_b^2/Q + s_e^2/(SQ),
+so their sum counts the interaction twice. It is subtracted once, estimated by the residual mean square
+of the two-way table (of the per-seed differences when paired; of each side over its own runs when not):
+se^2 = v_seed + v_query - v_overlap, never below the larger part (each part alone is a lower bound of the
+true variance); df by Welch-Satterthwaite over the two parts. This is the unbiased variance of a crossed
+random-effects mean (checked by simulation in tests/results/test_power.py).
+
+Interval: d ± t_{0.975,df} se.
 
 MDE (minimum detectable effect): the smallest true |difference| this comparison finds significant with
 80% power at 5% two-sided, (t_{0.975,df} + t_{0.80,df}) se.
@@ -58,16 +69,26 @@ class Estimate:
     def mde(self) -> float:
         return mde(self.se, self.df)
 
-    def with_queries(self, v_query: float, df_query: float) -> Estimate:
-        """This estimate with the query sample's variance added (Welch-Satterthwaite df)."""
-        if not math.isfinite(self.df) or not math.isfinite(v_query):
+    def with_queries(self, part: QueryPart) -> Estimate:
+        """This estimate with the query sample's variance added, the interaction counted once (module docstring)."""
+        if not math.isfinite(self.df) or not math.isfinite(part.variance):
             return self
-        v_seed = self.se**2
-        total = v_seed + v_query
+        v_seed, v_query = self.se**2, part.variance
+        total = max(v_seed + v_query - part.overlap, v_seed, v_query)
         if total == 0:
             return Estimate(self.diff, 0.0, self.df, self.method + "+queries")
-        denom = (v_seed**2 / self.df if v_seed else 0.0) + (v_query**2 / df_query if v_query else 0.0)
+        denom = (v_seed**2 / self.df if v_seed else 0.0) + (v_query**2 / part.df if v_query else 0.0)
         return Estimate(self.diff, math.sqrt(total), total**2 / denom, self.method + "+queries")
+
+
+@dataclass(frozen=True)
+class QueryPart:
+    """The query sample's share of a difference's variance: var(d_q)/Q with its df, and the seed x query
+    interaction that this part and the seed part both hold (subtracted once by `Estimate.with_queries`)."""
+
+    variance: float
+    df: float
+    overlap: float
 
 
 def mde(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -106,17 +127,50 @@ def welch(new: Sequence[float], base: Sequence[float]) -> Estimate:
     return Estimate(diff, math.nan, math.nan, "none")
 
 
-def query_variance(hits_new: np.ndarray, hits_base: np.ndarray) -> tuple[float, float]:
-    """(v_query, df_query) from (runs x queries) hit matrices of the two sides over the same queries.
+def interaction_ms(hits: np.ndarray) -> float:
+    """Residual mean square of a (runs x queries) table without replication: the seed x query interaction.
 
-    >>> query_variance(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 0, 1]]))   # d_q = 0, 1, 0, -1
-    (0.16666666666666666, 3.0)
+    >>> round(interaction_ms(np.array([[1, 0, 1], [0, 1, 1]])), 4)   # residuals +-0.5 in two columns, 0 in one
+    0.5
+    """
+    s, q = hits.shape
+    if s < 2 or q < 2:
+        return 0.0
+    resid = hits - hits.mean(axis=1, keepdims=True) - hits.mean(axis=0, keepdims=True) + hits.mean()
+    return float((resid**2).sum() / ((s - 1) * (q - 1)))
+
+
+def query_variance(
+    hits_new: np.ndarray, hits_base: np.ndarray, paired: bool = False, clusters: np.ndarray | None = None
+) -> QueryPart:
+    """The query part from (runs x queries) hit matrices of the two sides over the same queries.
+
+    `paired`: row i of both matrices comes from the same seed (the interaction is that of the differences).
+    `clusters`: each query's class; the query draw is then a draw of classes (module docstring).
+
+    >>> part = query_variance(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 0, 1]]))   # d_q = 0, 1, 0, -1
+    >>> part.variance, part.df, part.overlap   # one run a side: no interaction to estimate
+    (0.16666666666666666, 3.0, 0.0)
+    >>> part = query_variance(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 0, 1]]), clusters=np.array([7, 7, 9, 9]))
+    >>> part.variance, part.df   # class sums of d_q - 0: 1 and -1 -> 2/1 * (1 + 1) / 16
+    (0.25, 1.0)
     """
     d_q = hits_new.mean(axis=0) - hits_base.mean(axis=0)
     q = len(d_q)
     if q < 2:
-        return math.nan, math.nan
-    return float(d_q.var(ddof=1) / q), float(q - 1)
+        return QueryPart(math.nan, math.nan, 0.0)
+    if paired and hits_new.shape == hits_base.shape:
+        overlap = interaction_ms(hits_new - hits_base) / hits_new.size
+    else:
+        overlap = interaction_ms(hits_new) / hits_new.size + interaction_ms(hits_base) / hits_base.size
+    if clusters is None:
+        return QueryPart(float(d_q.var(ddof=1) / q), float(q - 1), overlap)
+    _, group = np.unique(np.asarray(clusters), return_inverse=True)
+    g = int(group.max()) + 1
+    if g < 2:
+        return QueryPart(math.nan, math.nan, 0.0)
+    sums = np.bincount(group.reshape(-1), weights=d_q - d_q.mean(), minlength=g)
+    return QueryPart(float(g / (g - 1) * (sums**2).sum() / q**2), float(g - 1), overlap)
 
 
 def p_value(est: Estimate) -> float:

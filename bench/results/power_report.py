@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from dmlbench.results import power
 from dmlbench.results.collect import config_columns
-from dmlbench.results.compare import Hits, _hit_matrix, estimate_cell
+from dmlbench.results.compare import Hits, estimate_cell, hit_matrix
 from dmlbench.results.tables import short_key
 
 
@@ -33,8 +33,9 @@ def power_markdown(frame: pd.DataFrame, hits: Mapping[str, Mapping[str, np.ndarr
     lines = [
         "## Power (Recall@1, layer emb, values x100)",
         "",
-        "Table intervals count seeds only. Here: se over seeds (s/√n), se over queries (per-query hit rate "
-        "averaged over seeds, sd/√Q; needs query_hits.npz), the 95% interval counting both, and per pair "
+        "Table intervals count seeds only. Here: se over seeds (s/√n), se over queries (of the mean of "
+        "per-query hit rates averaged over seeds, clustered by the queries' class; needs query_hits.npz), "
+        "the 95% interval counting both (their seed x query interaction once), and per pair "
         "of cells the paired-by-seed comparison `dmlbench compare` makes, with its MDE (80% power, 5% "
         "two-sided): a new loss run with these seeds is compared at about that resolution.",
         "",
@@ -43,21 +44,22 @@ def power_markdown(frame: pd.DataFrame, hits: Mapping[str, Mapping[str, np.ndarr
         groups = {k if isinstance(k, tuple) else (k,): g for k, g in part.groupby(keys, sort=True)} if keys else {(): part}
         body = []
         for key, runs in groups.items():
-            values = runs["value"].to_numpy() * 100
+            values = runs["value"].to_numpy()  # fractions; shown x100
             n = len(values)
-            se_seed = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
-            matrix = _hit_matrix(runs, hits, layer)
-            se_query = math.nan
-            if matrix is not None:
-                per_query = matrix[1].mean(axis=0) * 100
-                se_query = float(per_query.std(ddof=1) / math.sqrt(len(per_query)))
-            est = power.Estimate(float(values.mean()), se_seed, float(n - 1) if n >= 2 else math.nan, "seeds")
-            if math.isfinite(se_query):
-                est = est.with_queries(se_query**2, float(len(matrix[1][0]) - 1))  # type: ignore[index]
+            est = power.Estimate(float(values.mean()), math.nan, math.nan, "seeds")
+            if n >= 2:
+                est = power.Estimate(est.diff, float(values.std(ddof=1) / math.sqrt(n)), float(n - 1), "seeds")
+            se_seed, se_query = est.se, math.nan
+            matrix = hit_matrix(runs, hits, layer)
+            if matrix is not None:  # the cell against a constant: its own query part
+                part = power.query_variance(matrix.hits, np.zeros_like(matrix.hits), clusters=matrix.classes)
+                se_query = math.sqrt(part.variance)
+                est = est.with_queries(part)
             low, high = est.interval()
             body.append(
-                [*key, f"{values.mean():.2f}", n, _fmt(se_seed), _fmt(se_query), f"[{low:.2f}, {high:.2f}]"]
-            )
+                [*key, f"{values.mean() * 100:.2f}", n, _fmt(se_seed * 100), _fmt(se_query * 100),
+                 f"[{low * 100:.2f}, {high * 100:.2f}]"]
+            )  # fmt: skip
         headers = [short_key(k) for k in keys] + ["R@1", "n", "se seeds", "se queries", "95% CI (seeds+queries)"]
         lines += [f"**{dataset}**", "", tabulate(body, headers, tablefmt="pipe", disable_numparse=True), ""]
         pairs = []
