@@ -23,6 +23,10 @@ class DatasetIndex:
       training classes and never overlaps the test classes.
     - ``attributes``: (N, K) float32 in [0, 1] per image, or None when the dataset has none.
     - ``groups``: coarse category per image (clothing type, SOP super-class, ...) or None.
+    - ``galleries``: protocol "query-gallery" only, or None (one gallery): an evaluation group per
+      image; each query is ranked against the gallery images of its own group, so a test set of many
+      items is scored as several retrieval tasks of fewer items each (synthshop's ``large``: more
+      queries at the difficulty of a smaller gallery). Metrics are means over all queries.
     - ``ks``: the standard K list of the dataset's protocol.
     - ``notes``: facts a reader of the results must know (a subset was used, rows repaired, ...).
     """
@@ -37,6 +41,7 @@ class DatasetIndex:
     attributes: np.ndarray | None = None
     attribute_names: list[str] | None = None
     groups: np.ndarray | None = None
+    galleries: np.ndarray | None = None
     bboxes: np.ndarray | None = None  # (N, 4) x, y, w, h in pixels, or None
     notes: list[str] = field(default_factory=list)
 
@@ -62,7 +67,8 @@ class DatasetIndex:
         bad = sorted(set(self.splits.tolist()) - set(SPLITS))
         if bad:
             raise DatasetError(f"{self.name}: unknown split names {bad}; expected a subset of {SPLITS}")
-        for arr, what in ((self.attributes, "attributes"), (self.groups, "groups"), (self.bboxes, "bboxes")):
+        for arr, what in ((self.attributes, "attributes"), (self.groups, "groups"), (self.galleries, "galleries"),
+                          (self.bboxes, "bboxes")):
             if arr is not None and len(arr) != n:
                 raise DatasetError(f"{self.name}: {what} has {len(arr)} rows for {n} images")
         if not (self.splits == "train").any():

@@ -8,8 +8,8 @@ nearest neighbour is the same (cosine, ties to the lower index), so the hits' me
 >>> feats = {"emb": torch.tensor([[1.0, 0.0], [0.9, 0.2], [0.0, 1.0], [0.1, 0.9]])}
 >>> out = query_hits(feats, np.array([0, 0, 1, 0]), np.array(["query", "gallery", "query", "gallery"]),
 ...                  "query-gallery", np.array([10, 11, 12, 13]))
->>> out["emb"].tolist(), out["positions"].tolist()   # query 12 (class 1) has no match in the gallery
-([1], [10])
+>>> out["emb"].tolist(), out["positions"].tolist(), out["classes"].tolist()   # query 12 has no match
+([1], [10], [0])
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from dmlbench import rundir
 from dmlbench.evaluate.knn import knn, l2_normalize
 from dmlbench.evaluate.metrics import count_relevant
 
+# What every run's hits file holds besides one hit vector per layer: which queries (dataset positions)
+# and their classes (queries of one class are not independent draws: compare clusters the query noise).
+QUERY_KEYS: tuple[str, ...] = ("positions", "classes")
+
 
 def query_hits(
     features: Mapping[str, torch.Tensor],
@@ -32,24 +36,46 @@ def query_hits(
     protocol: str,
     positions: np.ndarray,
     backend: str = "auto",
+    galleries: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """{"positions": dataset index of each scored query, <layer>: uint8 hit (R@1) per query}."""
+    """{"positions": dataset index of each scored query, "classes": its class, <layer>: uint8 hit (R@1)}.
+
+    `galleries` (query-gallery only): a group id per row; a query searches its own group's gallery.
+    """
     labels, splits, positions = np.asarray(labels), np.asarray(splits), np.asarray(positions)
-    if protocol == "query-gallery":
-        q_rows, g_rows = np.flatnonzero(splits == "query"), np.flatnonzero(splits == "gallery")
+    tasks: list[tuple[np.ndarray, np.ndarray | None]]  # (query rows, gallery rows; None: leave-one-out)
+    if protocol != "query-gallery":
+        tasks = [(np.arange(len(labels)), None)]  # leave-one-out: every row against the others
     else:
-        q_rows = g_rows = np.arange(len(labels))
-    loo = protocol != "query-gallery"
-    relevant = count_relevant(labels[q_rows], labels[g_rows], loo) > 0
-    scored = q_rows[relevant]
-    out: dict[str, np.ndarray] = {"positions": positions[scored].astype(np.int64)}
-    for layer, feats in features.items():
-        feats = l2_normalize(feats.float())
-        query = feats[torch.as_tensor(q_rows)]
-        gallery = None if loo else feats[torch.as_tensor(g_rows)]
-        nearest = knn(query, gallery, 1, backend=backend).numpy()[:, 0]
-        hit = labels[g_rows][nearest] == labels[q_rows]
-        out[layer] = hit[relevant].astype(np.uint8)
+        group = np.zeros(len(labels), np.int64) if galleries is None else np.asarray(galleries)
+        tasks = [
+            (np.flatnonzero((splits == "query") & (group == g)), np.flatnonzero((splits == "gallery") & (group == g)))
+            for g in np.unique(group[splits == "query"])
+        ]
+    scored_rows: list[np.ndarray] = []
+    hits: dict[str, list[np.ndarray]] = {layer: [] for layer in features}
+    for q_rows, g_rows in tasks:
+        candidates = q_rows if g_rows is None else g_rows
+        relevant = count_relevant(labels[q_rows], labels[candidates], g_rows is None) > 0
+        scored_rows.append(q_rows[relevant])
+        if not relevant.any():
+            continue
+        for layer, feats in features.items():
+            feats = l2_normalize(feats.float())
+            if g_rows is None:  # leave-one-out: every row is searched by all the others
+                nearest = knn(feats[torch.as_tensor(q_rows)], None, 1, backend=backend).numpy()[relevant, 0]
+                found = labels[q_rows][nearest]
+            else:
+                query, gallery = feats[torch.as_tensor(q_rows[relevant])], feats[torch.as_tensor(g_rows)]
+                found = labels[g_rows][knn(query, gallery, 1, backend=backend).numpy()[:, 0]]
+            hits[layer].append((found == labels[q_rows[relevant]]).astype(np.uint8))
+    scored = np.concatenate(scored_rows)
+    classes = labels[scored]
+    if not np.issubdtype(classes.dtype, np.integer):  # e.g. string labels: their index among the sorted labels
+        classes = np.unique(labels, return_inverse=True)[1].reshape(-1)[scored]
+    out: dict[str, np.ndarray] = {"positions": positions[scored].astype(np.int64), "classes": classes.astype(np.int64)}
+    for layer, parts in hits.items():
+        out[layer] = np.concatenate(parts) if parts else np.empty(0, np.uint8)
     return out
 
 

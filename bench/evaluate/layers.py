@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from dmlbench.evaluate.metrics import retrieval_metrics
+from dmlbench.evaluate.metrics import per_query_metrics, retrieval_metrics, summarize
 
 PROTOCOLS: tuple[str, ...] = ("query-gallery", "leave-one-out")
 
@@ -20,12 +20,23 @@ def evaluate_layers(
     ks: Sequence[int],
     attributes: np.ndarray | None = None,
     backend: str = "auto",
+    galleries: np.ndarray | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Score every layer's features (Emb / FC / Conv from one extraction pass) under a protocol.
 
     ``features[layer]``: (N, D) rows in the order of ``labels``/``splits``. "query-gallery" ranks
     the rows whose split is "query" against those whose split is "gallery" (other rows unused);
     "leave-one-out" uses every row as query and gallery. Features are L2-normalised here.
+    ``galleries`` (query-gallery only; see `DatasetIndex.galleries`): a group id per row; each query is
+    ranked against the gallery rows of its own group, and every metric is the mean over all queries.
+
+    >>> feats = {"emb": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.9, 0.0]])}
+    >>> labels, splits = np.array([0, 0, 1, 1]), np.array(["query", "gallery", "query", "gallery"])
+    >>> evaluate_layers(feats, labels, splits, "query-gallery", ks=(1,), backend="torch")["emb"]["recall@1"]
+    0.5
+    >>> evaluate_layers(feats, labels, splits, "query-gallery", ks=(1,), backend="torch",
+    ...                 galleries=np.array([0, 0, 1, 1]))["emb"]["recall@1"]   # 1.0 is in another group
+    1.0
 
     >>> feats = {"emb": torch.tensor([[1.0, 0.0], [0.9, 0.2], [0.0, 1.0], [0.1, 0.9]])}
     >>> out = evaluate_layers(feats, np.array([0, 0, 1, 1]), np.array(["query", "gallery", "query", "gallery"]),
@@ -47,6 +58,8 @@ def evaluate_layers(
             raise ValueError(f"layer {layer!r}: {len(feats)} feature rows for {len(labels)} labels")
         if protocol == "leave-one-out":
             results[layer] = retrieval_metrics(feats, labels, ks=ks, query_attrs=attributes, backend=backend)
+        elif galleries is not None:
+            results[layer] = _grouped(feats, labels, splits, np.asarray(galleries), ks, attributes, backend)
         else:
             q_idx, g_idx = torch.as_tensor(q_rows), torch.as_tensor(g_rows)
             results[layer] = retrieval_metrics(
@@ -60,3 +73,34 @@ def evaluate_layers(
                 backend=backend,
             )
     return results
+
+
+def _grouped(
+    feats: torch.Tensor,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    galleries: np.ndarray,
+    ks: Sequence[int],
+    attributes: np.ndarray | None,
+    backend: str,
+) -> dict[str, float | int]:
+    """Query-gallery metrics with one gallery per group, averaged over every query of every group."""
+    parts: list[dict[str, np.ndarray]] = []
+    total = 0
+    for group in np.unique(galleries[splits == "query"]):
+        q_rows = np.flatnonzero((splits == "query") & (galleries == group))
+        g_rows = np.flatnonzero((splits == "gallery") & (galleries == group))
+        total += len(q_rows)
+        if not len(g_rows):  # its queries have nothing to find: not scored, as a query without a match
+            continue
+        q_idx, g_idx = torch.as_tensor(q_rows).to(feats.device), torch.as_tensor(g_rows).to(feats.device)
+        per_query, _ = per_query_metrics(
+            feats[q_idx], labels[q_rows], feats[g_idx], labels[g_rows], ks=ks,
+            query_attrs=None if attributes is None else attributes[q_rows],
+            gallery_attrs=None if attributes is None else attributes[g_rows], backend=backend,
+        )  # fmt: skip
+        parts.append(per_query)
+    if not parts:
+        raise ValueError("no group has both query and gallery rows")
+    joined = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return summarize(joined, total)

@@ -163,6 +163,41 @@ def retrieval_metrics(
     {'recall@1': 1.0, 'precision@1': 1.0, 'r_precision': 1.0, 'map@r': 1.0, 'attr_sim@1': 0.3536,
      'num_queries': 4, 'excluded_queries': 1}
     """
+    per_query, num_queries = per_query_metrics(
+        query_emb, query_labels, gallery_emb, gallery_labels, ks, query_attrs, gallery_attrs,
+        backend=backend, device=device, normalize=normalize, chunk_bytes=chunk_bytes,
+    )  # fmt: skip
+    return summarize(per_query, num_queries)
+
+
+def summarize(per_query: dict[str, np.ndarray], num_queries: int) -> dict[str, float | int]:
+    """Each metric's mean over the queries it is defined for (NaN: none); the query counts."""
+    result: dict[str, float | int] = {}
+    for key, found in per_query.items():
+        finite = found[~np.isnan(found)]
+        result[key] = float(finite.mean()) if len(finite) else math.nan
+    evaluated = len(next(iter(per_query.values()))) if per_query else 0
+    result["num_queries"] = evaluated
+    result["excluded_queries"] = num_queries - evaluated
+    return result
+
+
+def per_query_metrics(
+    query_emb: ArrayLike,
+    query_labels: ArrayLike,
+    gallery_emb: ArrayLike | None = None,
+    gallery_labels: ArrayLike | None = None,
+    ks: Sequence[int] = (1, 10),
+    query_attrs: ArrayLike | None = None,
+    gallery_attrs: ArrayLike | None = None,
+    *,
+    backend: str = "auto",
+    device: str | torch.device | None = None,
+    normalize: bool = True,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> tuple[dict[str, np.ndarray], int]:
+    """`retrieval_metrics` before the mean: every metric's value per scored query (queries with no
+    relevant item are not scored), in query order, and the number of queries given."""
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
@@ -193,7 +228,6 @@ def retrieval_metrics(
         g = q if loo else l2_normalize(g)
     r_all = count_relevant(q_labels, g_labels, loo)
     evaluated = np.flatnonzero(r_all > 0)
-    result: dict[str, float | int] = {}
     per_query: dict[str, list[torch.Tensor]] = {}
     gallery_size = len(g) - int(loo)
     if len(evaluated):
@@ -223,13 +257,8 @@ def retrieval_metrics(
                 per_query.setdefault(key, []).append(values.cpu())
     keys = [f"{m}@{k}" for k in ks for m in ("recall", "precision")] + ["r_precision", "map@r"]
     keys += [f"attr_sim@{k}" for k in ks] if with_attrs else []
-    for key in keys:
-        found = torch.cat(per_query[key]).numpy() if key in per_query else np.empty(0)
-        finite = found[~np.isnan(found)]
-        result[key] = float(finite.mean()) if len(finite) else math.nan
-    result["num_queries"] = len(evaluated)
-    result["excluded_queries"] = len(q) - len(evaluated)
-    return result
+    out = {key: torch.cat(per_query[key]).numpy() if key in per_query else np.empty(0) for key in keys}
+    return out, len(q)
 
 
 def _neighbour_attr_cosine(query_attrs: torch.Tensor, gallery_attrs: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import yaml
 from dmlbench import rundir
 from dmlbench.config import get_dotted, load_yaml, normalise_key
 from dmlbench.errors import UsageError
-from dmlbench.evaluate.hits import load_query_hits
+from dmlbench.evaluate.hits import QUERY_KEYS, load_query_hits
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
 STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
@@ -321,16 +321,25 @@ def load_frame(source: str | Path) -> pd.DataFrame:
 
 
 def save_hits(frame: pd.DataFrame, root: Path, out_dir: Path) -> Path | None:
-    """One `query_hits.npz` for a collected folder: `<run_id>.positions` and `<run_id>.<layer>` per run
-    that saved its per-query hits (bits packed), so `compare` can count query noise without the run folders."""
+    """One `query_hits.npz` for a collected folder, so `compare` can count query noise without the run
+    folders: per run `<run_id>.<layer>` (bits packed) with `<run_id>.<layer>.count`, and `<run_id>.queries`,
+    the number k of its query set, stored once for all the runs that share it as `queries<k>.positions` and
+    `queries<k>.classes` (older files hold `<run_id>.positions` per run; `load_hits` reads both)."""
     arrays: dict[str, np.ndarray] = {}
+    query_sets: list[dict[str, np.ndarray]] = []
     for run, rel in frame[["run_id", "path"]].drop_duplicates().itertuples(index=False):
         hits = load_query_hits(root / str(rel))
         if hits is None:
             continue
+        queries = {key: hits[key] for key in QUERY_KEYS if key in hits}
+        k = next((i for i, seen in enumerate(query_sets) if _same_arrays(seen, queries)), len(query_sets))
+        if k == len(query_sets):
+            query_sets.append(queries)
+            arrays |= {f"queries{k}.{key}": values for key, values in queries.items()}
+        arrays[f"{run}.queries"] = np.asarray(k)
         for key, values in hits.items():
-            arrays[f"{run}.{key}"] = values if key == "positions" else np.packbits(values.astype(bool))
-            if key != "positions":
+            if key not in QUERY_KEYS:
+                arrays[f"{run}.{key}"] = np.packbits(values.astype(bool))
                 arrays[f"{run}.{key}.count"] = np.asarray(len(values))
     if not arrays:
         return None
@@ -339,9 +348,13 @@ def save_hits(frame: pd.DataFrame, root: Path, out_dir: Path) -> Path | None:
     return path
 
 
+def _same_arrays(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[key], b[key]) for key in a)
+
+
 def load_hits(source: str | Path, frame: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
-    """run_id -> {"positions", <layer>: hits} for the runs of `frame` that saved them: read from the run
-    folders of a results tree, or from the query_hits.npz that `collect` wrote beside results.csv."""
+    """run_id -> {"positions", "classes", <layer>: hits} for the runs of `frame` that saved them: read from
+    the run folders of a results tree, or from the query_hits.npz that `collect` wrote beside results.csv."""
     source = Path(source)
     folder = source if source.is_dir() else source.parent
     table = collected_table(folder) if folder.is_dir() else None
@@ -356,15 +369,18 @@ def load_hits(source: str | Path, frame: pd.DataFrame) -> dict[str, dict[str, np
     if not packed.is_file():
         return out
     with np.load(packed) as data:
-        for key in data.files:
-            run, _, rest = key.partition(".")
-            if rest.endswith(".count"):
-                continue
-            if rest == "positions":
-                out.setdefault(run, {})["positions"] = data[key]
-            else:
-                count = int(data[f"{key}.count"])
-                out.setdefault(run, {})[rest] = np.unpackbits(data[key])[:count]
+        arrays = {key: data[key] for key in data.files}
+    for key, values in arrays.items():
+        run, _, rest = key.partition(".")
+        if run.startswith("queries") or rest.endswith(".count"):
+            continue
+        entry = out.setdefault(run, {})
+        if rest == "queries":
+            entry |= {name: arrays[f"queries{int(values)}.{name}"] for name in QUERY_KEYS if f"queries{int(values)}.{name}" in arrays}
+        elif rest in QUERY_KEYS:
+            entry[rest] = values
+        else:
+            entry[rest] = np.unpackbits(values)[: int(arrays[f"{key}.count"])]
     return out
 
 

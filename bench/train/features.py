@@ -62,6 +62,7 @@ def evaluate_positions(
         ks,
         attributes=attrs,
         backend=cfg.eval.backend,
+        galleries=None if index.galleries is None else index.galleries[positions],
     )
     return metrics, feats
 

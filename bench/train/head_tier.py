@@ -212,8 +212,12 @@ def _train_and_evaluate(
         cfg.eval.ks or list(index.ks),
         attributes=None if index.attributes is None else index.attributes[positions],
         backend=cfg.eval.backend,
+        galleries=None if index.galleries is None else index.galleries[positions],
     )
-    save_query_hits(run_dir, query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions, cfg.eval.backend))
+    galleries = None if index.galleries is None else index.galleries[positions]
+    hits = query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions,
+                      cfg.eval.backend, galleries=galleries)  # fmt: skip
+    save_query_hits(run_dir, hits)
     result = {
         "run_id": run_id(cfg),
         "dataset": index.name,

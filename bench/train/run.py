@@ -212,7 +212,10 @@ def final_evaluation(
     save_embedding_sample(run_dir, parts, feats, parts.eval_positions)
     positions = parts.eval_positions
     index = parts.index
-    save_query_hits(run_dir, query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions, cfg.eval.backend))
+    galleries = None if index.galleries is None else index.galleries[positions]
+    hits = query_hits(feats, index.labels[positions], index.splits[positions], index.protocol, positions,
+                      cfg.eval.backend, galleries=galleries)  # fmt: skip
+    save_query_hits(run_dir, hits)
     rundir.atomic_write_json(run_dir / rundir.METRICS, result)
     if cfg.train.keep == "weights":
         save_weights(run_dir, trainer.model)

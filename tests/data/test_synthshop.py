@@ -193,3 +193,36 @@ def test_inshop_loader_reads_it(tiny: Path) -> None:
 def test_loader_rejects_unfinished_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="dmlbench data synth"):
         DATASETS.get("synthshop")(tmp_path)
+
+
+def test_large_plan_holds_many_test_items_in_galleries() -> None:
+    # Pixel-free: the plan and the split rule the regression preset relies on.
+    items = plan_items(SIZES["large"], seed=0)
+    train = [item for item in items if item.split == "train"]
+    assert len(items) == 3200 and len(train) == 640
+    assert SIZES["large"].items_per_gallery == 320 and SIZES["medium"].items_per_gallery is None
+    # Older sizes keep their split (byte-identical folders): half the items train, as before the field existed.
+    assert sum(item.split == "train" for item in plan_items(SIZES["small"], seed=0)) == 120
+
+
+def test_loader_scores_test_items_in_galleries_when_the_manifest_says_so(tiny: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    assert DATASETS.get("synthshop")(tiny).galleries is None  # tiny: one gallery, as In-Shop
+    copy = tmp_path / "grouped"
+    shutil.copytree(tiny, copy)
+    manifest = json.loads((copy / "synthshop.json").read_text())
+    manifest["preset"]["items_per_gallery"] = 5
+    (copy / "synthshop.json").write_text(json.dumps(manifest))
+    index = DATASETS.get("synthshop")(copy)
+    assert index.galleries is not None
+    test = np.isin(index.splits, ("query", "gallery"))
+    assert (index.galleries[~test] == -1).all()
+    items_by_group: dict[int, set[int]] = defaultdict(set)
+    for label, group in zip(index.labels[test], index.galleries[test], strict=True):
+        items_by_group[int(group)].add(int(label))
+    assert [len(items_by_group[g]) for g in sorted(items_by_group)] == [5, 5, 5, 5, 4]  # 24 test items
+    for group, members in items_by_group.items():  # an item's images never straddle two galleries
+        assert all(set(index.galleries[index.labels == m].tolist()) == {group} for m in members)
+    assert any("5 test items" in note for note in index.notes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -374,3 +375,50 @@ def test_bench_eval_pml_comparison_runs_in_a_child_process():
     report = run_bench(n=300, dim=16, classes=15, backend="torch", compare_pml=True)
     assert report.pml_s is not None and report.pml_s > 0
     assert not [n for n in report.notes if "differs from PML" in n]  # same precision@1 as PML
+
+
+def test_grouped_galleries_are_separate_retrieval_tasks_averaged_over_queries():
+    """Each query ranked against its own group's gallery: metrics are the query-weighted mean of the
+    groups' own evaluations, and the per-query hits saved for compare agree with the table's recall@1."""
+    from dmlbench.evaluate.hits import query_hits
+
+    rng = np.random.default_rng(7)
+    n = 240
+    labels = rng.integers(0, 40, n)
+    group_of_class = rng.integers(0, 3, 40)
+    galleries = group_of_class[labels]
+    splits = np.where(rng.uniform(size=n) < 0.5, "query", "gallery")
+    attrs = rng.integers(0, 2, (n, 6)).astype(np.float32)
+    feats = torch.as_tensor(rng.normal(size=(n, 8)) + labels[:, None] * 0.05, dtype=torch.float32)
+    grouped = evaluate_layers({"emb": feats}, labels, splits, "query-gallery", (1, 5), attributes=attrs,
+                              backend="torch", galleries=galleries)["emb"]
+    weighted: dict[str, float] = defaultdict(float)
+    total = 0
+    for g in range(3):
+        q = np.flatnonzero((splits == "query") & (galleries == g))
+        gal = np.flatnonzero((splits == "gallery") & (galleries == g))
+        part = retrieval_metrics(feats[q], labels[q], feats[gal], labels[gal], ks=(1, 5), query_attrs=attrs[q],
+                                 gallery_attrs=attrs[gal], backend="torch")
+        total += part["num_queries"]
+        for key in ("recall@1", "recall@5", "precision@5", "map@r"):
+            weighted[key] += part[key] * part["num_queries"]
+    assert grouped["num_queries"] == total
+    for key, value in weighted.items():
+        assert grouped[key] == pytest.approx(value / total, abs=1e-12)
+    one_gallery = evaluate_layers({"emb": feats}, labels, splits, "query-gallery", (1,), backend="torch")["emb"]
+    assert one_gallery["recall@1"] != grouped["recall@1"]  # the groups do change what is retrieved
+    hits = query_hits({"emb": feats}, labels, splits, "query-gallery", np.arange(n), "torch", galleries=galleries)
+    assert len(hits["emb"]) == total and hits["emb"].mean() == pytest.approx(grouped["recall@1"])
+    assert (hits["classes"] == labels[hits["positions"]]).all()
+
+
+def test_leave_one_out_hits_agree_with_recall_at_1():
+    from dmlbench.evaluate.hits import query_hits
+
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 30, 150)  # some classes have a single image: not scored
+    feats = torch.as_tensor(rng.normal(size=(150, 6)) + labels[:, None] * 0.1, dtype=torch.float32)
+    splits = np.array(["test"] * 150)
+    table = evaluate_layers({"fc": feats}, labels, splits, "leave-one-out", (1,), backend="torch")["fc"]
+    hits = query_hits({"fc": feats}, labels, splits, "leave-one-out", np.arange(150), "torch")
+    assert len(hits["fc"]) == table["num_queries"] and hits["fc"].mean() == pytest.approx(table["recall@1"])

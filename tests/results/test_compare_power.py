@@ -126,3 +126,30 @@ def test_cli_collected_baseline_folder_min_diff_points_and_unmatched(tmp_path: P
     out = capsys.readouterr().out
     assert "matched no baseline cell" in out and "image-wise" in out
     assert main(["compare", str(new), str(committed), "--by", "loss.name", "--reference", "nope"]) == 2
+
+
+def test_packed_hits_store_each_query_set_once_and_read_back(tmp_path: Path) -> None:
+    from dmlbench.results.collect import load_hits
+
+    base = tmp_path / "base"
+    for seed in range(3):
+        run = write_run(base / "runs", {"loss.name": "bdl", "seed": seed}, {"emb": recall_metrics(0.5)})
+        save_query_hits(run, {"positions": np.array([4, 9, 12]), "classes": np.array([1, 1, 2]),
+                              "emb": np.array([seed % 2, 1, 0], np.uint8)})  # fmt: skip
+    odd = write_run(base / "runs", {"loss.name": "sbdl", "seed": 0}, {"emb": recall_metrics(0.5)})
+    save_query_hits(odd, {"positions": np.array([4, 9]), "classes": np.array([1, 1]), "emb": np.array([1, 1], np.uint8)})
+    frame_ = collect(base).frame
+    out = tmp_path / "collected"
+    save_frame(frame_, out)
+    path = save_hits(frame_, base, out)
+    assert path is not None
+    with np.load(path) as data:
+        assert sorted(k for k in data.files if k.startswith("queries")) == [
+            "queries0.classes", "queries0.positions", "queries1.classes", "queries1.positions"
+        ]  # fmt: skip
+    from_runs, from_pack = load_hits(base, frame_), load_hits(out, frame_)
+    assert from_runs.keys() == from_pack.keys() and len(from_pack) == 4
+    for run, entry in from_runs.items():
+        assert entry.keys() == from_pack[run].keys()
+        for key in entry:
+            assert np.array_equal(entry[key], from_pack[run][key]), (run, key)

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dmlbench.data import DATASETS
 from dmlbench.data.base import DatasetError, DatasetIndex
 from dmlbench.data.synthshop.generate import (
@@ -70,6 +72,7 @@ __all__ = [
     "SIZE_CLASSES",
     "SynthSize",
     "attribute_names",
+    "gallery_groups",
     "generate_synthshop",
     "is_complete",
     "is_synthshop_folder",
@@ -97,4 +100,23 @@ def load_synthshop(root: str | Path, *, val_classes: float = 0.0, subset: int | 
     index = read_inshop(root, val_classes=val_classes, subset=subset, seed=seed, crop_bboxes=crop_bboxes,
                         name="synthshop")
     index.name = "synthshop"
+    per_gallery = (read_manifest(root) or {}).get("preset", {}).get("items_per_gallery")
+    if per_gallery:
+        index.galleries = gallery_groups(index.labels, index.splits, int(per_gallery))
+        count = int(index.galleries.max()) + 1
+        index.notes.append(f"{count} galleries of {per_gallery} test items: each query is ranked against its own")
+        index.validate()
     return index
+
+
+def gallery_groups(labels: np.ndarray, splits: np.ndarray, items_per_gallery: int) -> np.ndarray:
+    """Gallery group per image: test items in id order, `items_per_gallery` to a group; -1 elsewhere.
+
+    >>> gallery_groups(np.array([5, 5, 7, 7, 9, 2]), np.array(["query", "gallery", "query", "gallery", "query", "train"]), 2)
+    array([ 0,  0,  0,  0,  1, -1])
+    """
+    test = np.isin(splits, ("query", "gallery"))
+    items = np.unique(labels[test])
+    out = np.full(len(labels), -1, dtype=np.int64)
+    out[test] = np.searchsorted(items, labels[test]) // items_per_gallery
+    return out
