@@ -26,7 +26,9 @@ every item and image draws from its own seeded generator, so worker count and or
 
 Sizes (measured on one core of a 2-core machine): ``tiny`` 48 items x 6 images at 64 px (288
 images, ~0.7 s); ``small`` 240 items x 6-10 images at 64 px (~1.9k images, ~4 s); ``medium`` 600 items x
-6-10 images at 64 px (~4.8k images, ~1.3k queries; the regression preset's set); ``full`` 4,000
+6-10 images at 64 px (~4.8k images, ~1.3k queries; the tune preset's set); ``large`` 3,200 items x 4-8 images at 64 px
+(~19k images, 80% of the items test items, 8,172 queries scored in 8 galleries of 320 items; the regression
+preset's set, ~24 s); ``full`` 4,000
 items x 4-22 images (mean 13, ~52k images) at 256 px -- In-Shop scale, ~17 ms per image on an idle
 core (~15 min; ~30 min when the cores are shared); ``workers`` splits it over processes.
 
