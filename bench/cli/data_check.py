@@ -47,8 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = parse_options(args.option)
+    # A misspelled dataset name or loader option is a usage error (exit 2, one line), found before any file
+    # is read; what the check finds in the folder is its report (exit 1).
+    DATASETS.check_params(args.dataset, options)
     report = check_dataset(
-        args.root, args.dataset, options=parse_options(args.option), images=not args.no_images,
+        args.root, args.dataset, options=options, images=not args.no_images,
         progress=sys.stderr.isatty(),
     )
     print(json.dumps(report, indent=None) if args.json else format_report(report))

@@ -7,7 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-KINDS = ("losses", "samplers", "datasets", "backbones", "sweeps")
+KINDS = ("losses", "samplers", "datasets", "backbones", "sweeps", "tunes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,4 +56,10 @@ def describe_registries(what: str | None = None) -> str:
 
         rows = [[name, desc] for name, desc in list_presets()]
         sections.append("Sweep presets (dmlbench sweep <name>)\n" + tabulate(rows, headers=["name", "description"]))
+    if what in (None, "tunes"):
+        from dmlbench.presets import list_presets
+        from dmlbench.tune.spec import PRESET_DIR as TUNE_PRESETS
+
+        rows = [[name, desc] for name, desc in list_presets(TUNE_PRESETS)]
+        sections.append("Tune presets (dmlbench tune <name>)\n" + tabulate(rows, headers=["name", "description"]))
     return "\n\n".join(sections)

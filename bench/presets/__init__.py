@@ -16,10 +16,11 @@ def preset_path(name: str) -> Path | None:
     return path if path.is_file() and name not in NOT_SWEEPS else None
 
 
-def list_presets() -> list[tuple[str, str]]:
+def list_presets(directory: Path = PRESET_DIR) -> list[tuple[str, str]]:
+    """(name, first comment line) of every preset YAML in `directory` (default: the sweep presets)."""
     out = []
-    for path in sorted(PRESET_DIR.glob("*.yaml")):
-        if path.stem in NOT_SWEEPS:
+    for path in sorted(directory.glob("*.yaml")):
+        if directory == PRESET_DIR and path.stem in NOT_SWEEPS:
             continue
         first = path.read_text().splitlines()[:1]
         desc = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""

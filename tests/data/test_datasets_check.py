@@ -48,14 +48,18 @@ def test_text_output_and_loader_options(tmp_path: Path, capsys: pytest.CaptureFi
     assert "certainty >= 4" in out
 
 
-def test_unusable_dataset_or_option_is_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unusable_folder_is_a_problem_misspelled_name_or_option_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, report = _check_json(capsys, str(tmp_path), "--dataset", "inshop")
     assert code == 1 and "list_eval_partition.txt not found" in report["problems"][0]
     make_cub(tmp_path / "c", images=False, attributes=False)
-    code, report = _check_json(capsys, str(tmp_path / "c"), "--dataset", "cub", "-o", "crop_bbox=true")
-    assert code == 1 and "did you mean 'crop_bboxes'" in report["problems"][0]
-    code, report = _check_json(capsys, str(tmp_path), "--dataset", "cubb")
-    assert code == 1 and "did you mean 'cub'" in report["problems"][0]
+    assert main(["data", "check", str(tmp_path / "c"), "--dataset", "cub", "-o", "crop_bbox=true", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "did you mean 'crop_bboxes'" in captured.err
+    assert main(["data", "check", str(tmp_path), "--dataset", "cubb", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "did you mean 'cub'" in captured.err and "Traceback" not in captured.err
 
 
 def test_real_inshop_partition_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,6 +54,10 @@ def test_sgml_ablation_cells() -> None:
 def test_list_sweeps_and_dry_run_through_the_cli() -> None:
     listing = run_cli("list", "sweeps")
     assert listing.returncode == 0 and "sgml-alpha-beta" in listing.stdout
+    assert "tune-synthshop" not in listing.stdout
+    tunes = run_cli("list", "tunes")
+    assert tunes.returncode == 0 and "Tune presets" in tunes.stdout
+    assert "tune-synthshop" in tunes.stdout and "tune-inshop" in tunes.stdout and "The Reality Check protocol" in tunes.stdout
     proc = run_cli("sweep", "sgml-alpha-beta", "--dry-run", "--executor", "inline")
     assert proc.returncode == 0, proc.stderr
     assert "20 cells" in proc.stdout and "would submit 20" in proc.stdout
