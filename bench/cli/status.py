@@ -17,11 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmlbench.tune import is_tune_dir, require_optuna
 
-    if is_tune_dir(args.sweep) and not args.json:  # a tune folder: trials per method, then its final stage
+    if is_tune_dir(args.sweep):  # a tune folder: trials per method, then its final stage
         require_optuna()
-        from dmlbench.tune.report import tune_status
+        from dmlbench.tune.report import tune_status, tune_status_data
 
-        print(tune_status(Path(args.sweep)))
+        folder = Path(args.sweep)
+        print(json.dumps(tune_status_data(folder), indent=1, default=str) if args.json else tune_status(folder))
         return 0
     sweep, statuses = sweep_status(args.sweep)
     if args.json:

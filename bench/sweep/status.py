@@ -8,7 +8,7 @@ again. The table shows each lease's holder."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,5 +121,10 @@ def format_status_table(statuses: Sequence[CellStatus], actions: dict[str, str] 
 
 
 def state_counts(statuses: Sequence[CellStatus]) -> str:
-    counts = Counter(s.state for s in statuses)
+    return count_states(s.state for s in statuses)
+
+
+def count_states(states: Iterable[str]) -> str:
+    """"3 done, 1 failed": how many cells are in each state, in STATES order."""
+    counts = Counter(states)
     return ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]) or "no cells"

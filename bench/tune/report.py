@@ -22,24 +22,40 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
-def tune_status(folder: Path) -> str:
-    """One line per method (planned / done / failed / running / best so far), then the final stage."""
+def tune_status_data(folder: Path) -> dict[str, Any]:
+    """What `status` shows of a tune folder, as data (`status --json`): the protocol, per method the
+    trials planned / asked / done / failed / running and the best so far, and the final stage's cells."""
     spec = load_spec(folder)
     trials = existing_studies(folder)
-    rows = [["method", "trials", "done", "failed", "running", f"best {spec.metric} (val)", "best params"]]
-    for method in spec.methods:
-        counts = trial_counts(trials.get(method.name, []))
-        params = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in counts["best_params"].items())
-        rows.append([method.name, f"{counts['asked']}/{spec.trials}", counts["done"], counts["failed"], counts["running"], _fmt(counts["best"]), params])
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"tune '{spec.name}' in {folder}: {spec.trials} trials x {spec.folds} folds per method, objective {spec.metric} ({spec.layer}) on validation folds"]
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    methods = [{"method": m.name, "planned": spec.trials, **trial_counts(trials.get(m.name, []))} for m in spec.methods]
     final = folder / FINAL_DIR
+    cells = None
     if (final / "sweep.yaml").is_file():
-        from dmlbench.sweep.status import state_counts, sweep_status
+        from dmlbench.sweep.status import sweep_status
 
-        _sweep, statuses = sweep_status(final)
-        lines.append(f"final stage ({spec.seeds} seeds per method, on test): {state_counts(statuses)}")
+        cells = [s.__dict__ for s in sweep_status(final)[1]]
+    return {
+        "tune": spec.name, "folder": str(folder), "trials": spec.trials, "folds": spec.folds,
+        "objective": {"metric": spec.metric, "layer": spec.layer}, "seeds": spec.seeds,
+        "methods": methods, "final_cells": cells,
+    }  # fmt: skip
+
+
+def tune_status(folder: Path) -> str:
+    """One line per method (planned / done / failed / running / best so far), then the final stage."""
+    data = tune_status_data(folder)
+    rows = [["method", "trials", "done", "failed", "running", f"best {data['objective']['metric']} (val)", "best params"]]
+    for m in data["methods"]:
+        params = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in m["best_params"].items())
+        rows.append([m["method"], f"{m['asked']}/{m['planned']}", m["done"], m["failed"], m["running"], _fmt(m["best"]), params])
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"tune '{data['tune']}' in {folder}: {data['trials']} trials x {data['folds']} folds per method, objective {data['objective']['metric']} ({data['objective']['layer']}) on validation folds"]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if data["final_cells"] is not None:
+        from dmlbench.sweep.status import count_states
+
+        summary = count_states(cell["state"] for cell in data["final_cells"])
+        lines.append(f"final stage ({data['seeds']} seeds per method, on test): {summary}")
     else:
         lines.append("final stage: not started (runs once every method has used its trials)")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ trainer on a dataset whose evaluation images raise when read."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -94,6 +95,11 @@ def test_study_same_budget_final_stage_status_collect(tiny_synthshop: Path, tmp_
         run_tune(load_spec(write_spec(tmp_path, tiny_synthshop, trials=5)), runner=STANDIN)
     assert "bdl               3/3     3     0       0" in tune_status(out)
     assert "final stage (2 seeds per method, on test): 4 done" in tune_status(out)
+    as_json = run_cli("status", str(out), "--json", env=ENV)
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [(m["method"], m["planned"], m["done"]) for m in data["methods"]] == [("bdl", 3, 3), ("multi-similarity", 3, 3)]
+    assert data["folds"] == 2 and len(data["final_cells"]) == 4 and {c["state"] for c in data["final_cells"]} == {"done"}
     assert plot_history(history_frame(out), tmp_path / "history", "map@r")[0].is_file()
     collected = run_cli("collect", str(out), "--no-plots", env=ENV)
     assert collected.returncode == 0, collected.stderr
