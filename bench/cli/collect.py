@@ -53,21 +53,25 @@ def run(args: argparse.Namespace) -> int:
     out_dir: Path = args.out or (args.sweep_dir / "report")
     # SIGTERM (scancel, a timeout, kill) ends collect through its cleanup: the staged report is removed
     # and the previous report in out_dir stays as it was.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    specs = load_specs(args.tables) if args.tables else None
-    if args.to:
-        from dmlbench.track.publish import parse_target
+    # The handler is put back afterwards: a process that calls main() (tests, notebooks) keeps its own.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        specs = load_specs(args.tables) if args.tables else None
+        if args.to:
+            from dmlbench.track.publish import parse_target
 
-        parse_target(args.to)  # a bad target fails before any work
-    written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
-    print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
-    if not collection.finished and not collection.problems:
-        print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)
-    else:
-        print("\n" + format_problems(collection.problems), file=sys.stderr)
-    print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
-    if args.to:
-        _publish(args.to, collection.finished, args.sweep_dir, written)
+            parse_target(args.to)  # a bad target fails before any work
+        written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
+        print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
+        if not collection.finished and not collection.problems:
+            print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)
+        else:
+            print("\n" + format_problems(collection.problems), file=sys.stderr)
+        print(f"wrote {len(written)} files to {out_dir}", file=sys.stderr)
+        if args.to:
+            _publish(args.to, collection.finished, args.sweep_dir, written)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

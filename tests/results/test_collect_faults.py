@@ -71,3 +71,14 @@ def test_sigterm_during_collect_leaves_the_previous_report(tmp_path: Path) -> No
     assert sorted(p.name for p in report.iterdir()) == ["report.md"]
     assert (report / "report.md").read_text() == "the previous report\n"
     assert not list(tmp_path.glob(".report.*"))  # the staging folder is gone
+
+
+def test_collect_in_process_puts_the_sigterm_handler_back(tmp_path: Path) -> None:
+    """`main(["collect", ...])` from a long-lived process (a test run, a notebook) must not leave its
+    handler behind: a later SIGTERM would then raise SystemExit with collect's message in whatever runs."""
+    from dmlbench.cli import main
+
+    write_run(tmp_path / "runs", {"loss.name": "bdl", "seed": 0}, {"emb": recall_metrics(0.5)})
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["collect", str(tmp_path), "--no-plots"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
