@@ -22,7 +22,9 @@ import torch
 
 from dmlbench import rundir
 from dmlbench.evaluate.knn import knn, l2_normalize
+from dmlbench.evaluate.layers import query_gallery_tasks
 from dmlbench.evaluate.metrics import count_relevant
+from dmlbench.labels import class_ids
 
 # What every run's hits file holds besides one hit vector per layer: which queries (dataset positions)
 # and their classes (queries of one class are not independent draws: compare clusters the query noise).
@@ -42,16 +44,14 @@ def query_hits(
 
     `galleries` (query-gallery only): a group id per row; a query searches its own group's gallery.
     """
-    labels, splits, positions = np.asarray(labels), np.asarray(splits), np.asarray(positions)
+    (labels,) = class_ids(labels)  # the classes metrics compare (exact for float or string labels too)
+    splits, positions = np.asarray(splits), np.asarray(positions)
     tasks: list[tuple[np.ndarray, np.ndarray | None]]  # (query rows, gallery rows; None: leave-one-out)
     if protocol != "query-gallery":
         tasks = [(np.arange(len(labels)), None)]  # leave-one-out: every row against the others
     else:
-        group = np.zeros(len(labels), np.int64) if galleries is None else np.asarray(galleries)
-        tasks = [
-            (np.flatnonzero((splits == "query") & (group == g)), np.flatnonzero((splits == "gallery") & (group == g)))
-            for g in np.unique(group[splits == "query"])
-        ]
+        tasks = list(query_gallery_tasks(splits, galleries))
+    normalized = {layer: l2_normalize(feats.float()) for layer, feats in features.items()}
     scored_rows: list[np.ndarray] = []
     hits: dict[str, list[np.ndarray]] = {layer: [] for layer in features}
     for q_rows, g_rows in tasks:
@@ -60,8 +60,7 @@ def query_hits(
         scored_rows.append(q_rows[relevant])
         if not relevant.any():
             continue
-        for layer, feats in features.items():
-            feats = l2_normalize(feats.float())
+        for layer, feats in normalized.items():
             if g_rows is None:  # leave-one-out: every row is searched by all the others
                 nearest = knn(feats[torch.as_tensor(q_rows)], None, 1, backend=backend).numpy()[relevant, 0]
                 found = labels[q_rows][nearest]
@@ -70,10 +69,7 @@ def query_hits(
                 found = labels[g_rows][knn(query, gallery, 1, backend=backend).numpy()[:, 0]]
             hits[layer].append((found == labels[q_rows[relevant]]).astype(np.uint8))
     scored = np.concatenate(scored_rows)
-    classes = labels[scored]
-    if not np.issubdtype(classes.dtype, np.integer):  # e.g. string labels: their index among the sorted labels
-        classes = np.unique(labels, return_inverse=True)[1].reshape(-1)[scored]
-    out: dict[str, np.ndarray] = {"positions": positions[scored].astype(np.int64), "classes": classes.astype(np.int64)}
+    out: dict[str, np.ndarray] = {"positions": positions[scored].astype(np.int64), "classes": labels[scored]}
     for layer, parts in hits.items():
         out[layer] = np.concatenate(parts) if parts else np.empty(0, np.uint8)
     return out

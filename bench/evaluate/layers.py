@@ -87,9 +87,7 @@ def _grouped(
     """Query-gallery metrics with one gallery per group, averaged over every query of every group."""
     parts: list[dict[str, np.ndarray]] = []
     total = 0
-    for group in np.unique(galleries[splits == "query"]):
-        q_rows = np.flatnonzero((splits == "query") & (galleries == group))
-        g_rows = np.flatnonzero((splits == "gallery") & (galleries == group))
+    for q_rows, g_rows in query_gallery_tasks(splits, galleries):
         total += len(q_rows)
         if not len(g_rows):  # its queries have nothing to find: not scored, as a query without a match
             continue
@@ -104,3 +102,18 @@ def _grouped(
         raise ValueError("no group has both query and gallery rows")
     joined = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     return summarize(joined, total)
+
+
+def query_gallery_tasks(splits: np.ndarray, galleries: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(query rows, gallery rows) of each retrieval task: one per gallery group, or one for all rows.
+
+    >>> [(q.tolist(), g.tolist()) for q, g in query_gallery_tasks(np.array(["query", "gallery", "query", "gallery"]),
+    ...                                                           np.array([0, 0, 1, 1]))]
+    [([0], [1]), ([2], [3])]
+    """
+    splits = np.asarray(splits)
+    group = np.zeros(len(splits), np.int64) if galleries is None else np.asarray(galleries)
+    return [
+        (np.flatnonzero((splits == "query") & (group == g)), np.flatnonzero((splits == "gallery") & (group == g)))
+        for g in np.unique(group[splits == "query"])
+    ]

@@ -257,16 +257,6 @@ class DataParallel:
     ddp: nn.Module
     loss_parameters: list[torch.Tensor] = field(default_factory=list)
 
-    def gather(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        tuples: torch.Tensor | None,
-        attr_logits: torch.Tensor | None,
-        attr_targets: torch.Tensor | None,
-    ) -> GlobalBatch:
-        return gather_batch(embeddings, labels, tuples, attr_logits, attr_targets)
-
     def sync_loss_gradients(self) -> None:
         """Every process computed the loss's own parameters' gradient from the same global batch; rank
         0's copy is broadcast so that non-deterministic kernels cannot let the processes drift apart."""

@@ -18,7 +18,7 @@ from dmlbench import losses
 from dmlbench.config import Config
 from dmlbench.errors import NonFiniteLossError
 from dmlbench.model import EmbeddingNet
-from dmlbench.train.distributed import DataParallel
+from dmlbench.train.distributed import DataParallel, gather_batch
 from dmlbench.train.parts import RunParts
 
 
@@ -89,7 +89,7 @@ class Trainer:
             out = (self.model if self.parallel is None else self.parallel.ddp)(images)
         emb, attr_logits = out["emb"].float(), None if out["attr"] is None else out["attr"].float()
         if self.parallel is not None:  # the loss sees the global batch, whichever process computes it
-            emb, labels, tuples, attr_logits, attr_targets = self.parallel.gather(emb, labels, tuples, attr_logits, attr_targets)
+            emb, labels, tuples, attr_logits, attr_targets = gather_batch(emb, labels, tuples, attr_logits, attr_targets)
         loss = self.loss_fn(emb, labels, tuples=tuples, attr_logits=attr_logits, attr_targets=attr_targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
