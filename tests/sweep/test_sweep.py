@@ -28,11 +28,11 @@ from dmlbench.config import Config, apply_overrides, dump_config, run_id
 from dmlbench.sweep import (
     CellJob,
     SweepError,
-    _route_preemption_to_submitit,
     cell_statuses,
     expand,
     load_sweep,
     preemption_safe_python,
+    route_preemption_to_submitit,
     run_sweep,
     sweep_from_dict,
     sweep_status,
@@ -263,7 +263,7 @@ def test_checkpoint_resubmits_the_same_call() -> None:
 @contextlib.contextmanager
 def submitit_style_handler(calls: list[str]) -> Iterator[None]:
     """Installs a stand-in for submitit's USR2 handler (the class name is what is checked) and routes
-    the preemption signals through `_route_preemption_to_submitit`, as a sweep cell does."""
+    the preemption signals through `route_preemption_to_submitit`, as a sweep cell does."""
 
     class SignalHandler:
         def checkpoint_and_try_requeue(self, signum: int, frame: Any) -> None:
@@ -278,7 +278,7 @@ def submitit_style_handler(calls: list[str]) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
     signal.signal(signal.SIGUSR2, SignalHandler().checkpoint_and_try_requeue)
     try:
-        _route_preemption_to_submitit()
+        route_preemption_to_submitit()
         yield
     finally:
         for sig, handler in previous.items():
