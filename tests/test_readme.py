@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from helpers import REPO
+from support.paths import REPO
 
 from dmlbench.config import config_from_dict
 from dmlbench.sweep import expand, sweep_from_dict

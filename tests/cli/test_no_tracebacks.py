@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
+from support.cli import run_cli
 
 from dmlbench.cli import main
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_slurm import LOCAL_PROFILE, preempt_step0_once, settled, slurm_cluster, wait_for  # noqa: F401 (a fixture)
+from support.slurm import LOCAL_PROFILE, preempt_step0_once, settled, wait_for
 
 from dmlbench import rundir
 from dmlbench.sweep import run_sweep, sweep_from_dict
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slurm
 
 @pytest.mark.usefixtures("slurm_cluster")
 def test_two_task_cell_preempted_once_finishes(tmp_path: Path, tiny_synthshop: Path) -> None:
-    from helpers import tiny_run_config
+    from support.configs import tiny_run_config
 
     base = tiny_run_config(
         tiny_synthshop,
