@@ -22,7 +22,7 @@ from support.sweeps import STANDIN
 from dmlbench import rundir
 from dmlbench.sweep import Sweep, cancel_sweep, run_sweep, sweep_from_dict
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 
 
 

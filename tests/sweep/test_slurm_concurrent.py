@@ -18,7 +18,7 @@ from support.sweeps import TRAINED, start_sweep
 from dmlbench import rundir
 from dmlbench.sweep import expand, load_sweep
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 EPOCH_S = 2.0
 
 

@@ -15,7 +15,7 @@ from support.slurm import LOCAL_PROFILE, preempt_step0_once, settled, wait_for
 from dmlbench import rundir
 from dmlbench.sweep import run_sweep, sweep_from_dict
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 
 
 @pytest.mark.usefixtures("slurm_cluster")

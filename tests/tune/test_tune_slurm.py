@@ -20,7 +20,7 @@ from support.tune import ENV, STANDIN, check_study, write_spec
 from dmlbench import rundir
 from dmlbench.tune.study import existing_studies
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 
 
 def test_tune_on_slurm_killed_and_rerun(slurm_cluster: None, tiny_synthshop: Path, tmp_path: Path) -> None:
