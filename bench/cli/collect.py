@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmlbench.results.collect import format_problems
-    from dmlbench.results.report import _write_report
+    from dmlbench.results.report import write_report
     from dmlbench.results.table_render import to_markdown
     from dmlbench.results.tables import load_specs
 
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             from dmlbench.track.publish import parse_target
 
             parse_target(args.to)  # a bad target fails before any work
-        written, collection, tables = _write_report(args.sweep_dir, out_dir, specs, args.paper, not args.no_plots)
+        report = write_report(args.sweep_dir, out_dir, specs=specs, paper=args.paper, plots=not args.no_plots)
+        written, collection, tables = report.files, report.collection, report.tables
         print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
         if not collection.finished and not collection.problems:
             print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)
