@@ -39,8 +39,8 @@ Estimator (dmlbench.results.power):
   the queries' class, minus the seed x query interaction counted once; without hits, or for another
   metric, the verdict says `seeds only`;
 - plus, when the environments differ (or one side records none, as the committed results/baseline), a
-  between-environment variance measured from real cross-environment reruns (`dmlbench calibrate
-  --environments`; docs/regression.md); the header says so and names the parts that differ;
+  between-environment variance (power.BETWEEN_ENV_SD; provisional until measured from cross-environment
+  reruns, docs/regression.md); the header says so and names the parts that differ;
 - zero variance (identical runs, no query noise): the interval is d +- one query (1/queries): no verdict
   finer than the data can show; n = 1 on both sides: no interval, `n/a`.
 

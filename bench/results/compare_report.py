@@ -34,8 +34,8 @@ def question_lines(result: Comparison, scale: float) -> list[str]:
     if envs:
         lines.append(
             f"environments differ ({'; '.join(envs)}): runs not paired by seed (Welch), and a between-environment "
-            f"sd of {BETWEEN_ENV_SD * scale:.2f} points is added (+env; measured by `dmlbench calibrate "
-            "--environments`, docs/regression.md). For like with like, run the reference on this machine"
+            f"sd of {BETWEEN_ENV_SD * scale:.3f} points is added (+env; provisional, docs/regression.md). "
+            "For like with like, run the reference on this machine"
         )
     if result.allowed:
         lines.append(f"compared although they differ (--allow): {', '.join(result.allowed)}")
