@@ -55,15 +55,15 @@ NOT_RUN = {
     ("README.md", 'pip install -e ".[dev]" && python -m pytest'): "the test suite itself",
     ("docs/distributed.md", "torchrun --standalone --nproc-per-node 4 -m dmlbench train my_run.yaml train.distributed=true"):
         "needs 4 processes and a GPU profile; tests/train/test_distributed.py runs torchrun with 2",
-    ("docs/regression.md", "dmlbench data synth data/synthshop-large --size large      # 24 s, once"):
-        "the regression grid: an hour of CPU training (docs/regression.md gives its timing)",
-    ("docs/regression.md", "dmlbench calibrate regression --reuse sweeps/regression/runs --out calibration/regression"):
-        "needs the trained regression grid's runs",
+    ("docs/regression.md", "dmlbench data synth data/synthshop-large --size large       # once per machine"):
+        "the regression workflow: a feature extraction and 40 head runs (docs/regression.md gives its timing)",
+    ("docs/regression.md", "cp bench/presets/regression.yaml before.yaml    # name: before, grid loss.name: [bdl]; run before the edit"):
+        "the before/after workflow around an edit of a loss; compare's gate: tests/results/test_compare_gate.py",
     ("docs/results.md", "dmlbench collect sweeps/my_sweep [--out DIR] [--paper] [--tables my_tables.yaml] [--no-plots]"):
         "a synopsis; collect runs end to end in tests/results/test_collect.py",
     ("docs/results.md", "dmlbench plot recall    sweeps/s/report/results.csv --layer conv"):
         "needs a collected sweep; the plots are drawn in tests/results/test_paper_output.py",
-    ("docs/results.md", "dmlbench compare sweeps/my_grid results/baseline --by loss.name"):
+    ("docs/results.md", "dmlbench compare sweeps/my_grid --by loss.name --reference multi-similarity"):
         "needs a trained grid; compare's exit codes: tests/results/test_compare.py",
     ("docs/sweeps.md", "dmlbench sweep my_sweep.yaml --dry-run     # expand + validate every cell, show what is done / would run"):
         "submits to SLURM; the same sequence runs on the local cluster in tests/sweep/test_slurm.py",

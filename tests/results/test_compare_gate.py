@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_runs import recall_metrics, write_run
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench import rundir
 from dmlbench.cli import main

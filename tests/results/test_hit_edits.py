@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from synthetic_runs import recall_metrics, write_run
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench.calibration.hit_edits import edit_hits, power_by_hit_edits, redraw_items
 from dmlbench.cli import main
