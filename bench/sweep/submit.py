@@ -17,10 +17,11 @@ import yaml
 
 from dmlbench import rundir
 from dmlbench.config import config_to_dict
+from dmlbench.errors import SchedulerError
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, exception_summary, preemption_safe_python, run_cell
 from dmlbench.sweep.reuse import ChangedCell, changed_code_cells, refuse_or_set_aside
-from dmlbench.sweep.slurm import run_slurm_command, slurm_available
+from dmlbench.sweep.slurm import run_slurm_command, slurm_available, squeue_states
 from dmlbench.sweep.spec import (
     CONSTRUCTOR_KEYS,
     JOBS_FILE,
@@ -30,8 +31,9 @@ from dmlbench.sweep.spec import (
     SWEEP_FILE,
     Sweep,
     SweepError,
+    check_output_dir,
 )
-from dmlbench.sweep.status import CellStatus, cell_statuses, read_jobs, sweep_status
+from dmlbench.sweep.status import KEPT_STATES, CellStatus, cell_statuses, read_jobs, sweep_status
 
 
 @dataclass
@@ -43,6 +45,7 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)  # run_ids that failed in a waited (local/inline) run
     dry_run: bool = False
     changed: list[ChangedCell] = field(default_factory=list)  # folders that ran other plugin code (sweep.reuse)
+    problems: list[str] = field(default_factory=list)  # SLURM could not be asked or refused (one line each)
 
 
 @contextlib.contextmanager
@@ -89,16 +92,26 @@ def _make_executor(sweep: Sweep, cluster: str) -> submitit.AutoExecutor:
 
 def submit_slurm(sweep: Sweep, cells: Sequence[Cell], runner: str) -> dict[str, str]:
     """One job array per chunk of `max_array_size` cells (SLURM's MaxArraySize caps arrays)."""
+    squeue_states()  # the controller answers (else one SchedulerError line, before sbatch prints its own)
     executor = _make_executor(sweep, "slurm")
     chunk = int(sweep.executor.params.get("max_array_size", 1000))
     job_ids: dict[str, str] = {}
     for start in range(0, len(cells), chunk):
         part = cells[start : start + chunk]
-        jobs = executor.map_array(
-            CellJob(runner),
-            [config_to_dict(c.config) for c in part],
-            [str((sweep.runs_dir / c.run_id).resolve()) for c in part],
-        )
+        try:
+            jobs = executor.map_array(
+                CellJob(runner),
+                [config_to_dict(c.config) for c in part],
+                [str((sweep.runs_dir / c.run_id).resolve()) for c in part],
+            )
+        except OSError:
+            raise  # our own files (disk full, read-only): the CLI's storage line
+        except Exception as err:  # sbatch refused or the controller is unreachable (submitit's own errors)
+            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+            done = f"; {len(job_ids)} cell(s) were submitted before it (recorded in {JOBS_FILE})" if job_ids else ""
+            raise SchedulerError(
+                f"sbatch failed ({type(err).__name__}: {lines[-1] if lines else ''}){done}: rerun the sweep when SLURM answers"
+            ) from None
         new = {c.run_id: str(j.job_id) for c, j in zip(part, jobs, strict=True)}
         _record_jobs(sweep.output_dir, new)  # after every array: a crash later still knows these jobs
         job_ids.update(new)
@@ -167,28 +180,37 @@ def run_sweep(
 ) -> SweepReport:
     """Expand, validate every cell, then submit (or run) the cells that are neither done nor queued.
     A cell whose folder ran other plugin code is refused, or rerun with `rerun_changed` (sweep.reuse)."""
+    check_output_dir(sweep)
     cells = expand(sweep, validate=True)
     kind = sweep.executor.kind
     if kind == "slurm" and not slurm_available():
         raise SweepError("executor 'slurm' needs the SLURM commands (sbatch, squeue, sacct) on PATH")
+    problems: list[str] = []
     if dry_run:
-        before = cell_statuses(sweep, cells)
-        return SweepReport(sweep, cells, before, dry_run=True, changed=changed_code_cells(sweep, cells, before))
+        before = cell_statuses(sweep, cells, problems=problems)
+        changed = changed_code_cells(sweep, cells, before)
+        return SweepReport(sweep, cells, before, dry_run=True, changed=changed, problems=problems)
     with sweep_lock(sweep.output_dir):
-        before = cell_statuses(sweep, cells)
+        before = cell_statuses(sweep, cells, problems=problems)
         changed = changed_code_cells(sweep, cells, before)
         if changed:
             refuse_or_set_aside(sweep, changed, rerun_changed, log)
-            before = cell_statuses(sweep, cells)
-        report = SweepReport(sweep, cells, before)
-        todo_ids = {s.run_id for s in before if s.state not in ("done", "running", "pending")}
+            problems.clear()
+            before = cell_statuses(sweep, cells, problems=problems)
+        report = SweepReport(sweep, cells, before, problems=problems)
+        todo_ids = {s.run_id for s in before if s.state not in KEPT_STATES}
         todo = [c for c in cells if c.run_id in todo_ids]
         rundir.atomic_write_text(sweep.output_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
         _write_cell_files(sweep, todo)
         if not todo:
             return report
         if kind == "slurm":
-            report.submitted = submit_slurm(sweep, todo, runner)
+            if problems:  # squeue did not answer: sbatch will not either; the report says what is known
+                return report
+            try:
+                report.submitted = submit_slurm(sweep, todo, runner)
+            except SchedulerError as err:
+                report.problems.append(str(err))  # after the cells submitted before it, which jobs.json records
             return report
     # local and inline runs wait for their cells: outside the lock, so `status` stays usable meanwhile
     if kind == "local":
@@ -201,9 +223,12 @@ def run_sweep(
 
 def cancel_sweep(target: str | Path) -> list[str]:
     """scancel this sweep's queued and running jobs; returns the job ids cancelled."""
-    sweep, statuses = sweep_status(target)
+    problems: list[str] = []
+    sweep, statuses = sweep_status(target, problems)
     if sweep.executor.kind != "slurm":
         raise SweepError(f"sweep '{sweep.name}' ran with the {sweep.executor.kind} executor: nothing queued to cancel")
+    if problems:
+        raise SchedulerError(f"nothing cancelled: cannot ask SLURM which jobs are queued ({problems[0]})")
     active = [s.job_id for s in statuses if s.state in ("running", "pending") and s.job_id]
     if active:
         run_slurm_command(["scancel", *active])

@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from dmlbench import losses, rundir
-from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
+from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, read_yaml_file, run_id
 from dmlbench.data.dataset import ImageDataset
+from dmlbench.errors import DmlbenchError
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.plugins import check_same_code, record_code
 from dmlbench.registry import import_plugins
@@ -65,7 +66,7 @@ def write_config(run_dir: Path, cfg: Config) -> None:
     """Write config.yaml, or check that an existing one describes the same run."""
     path = run_dir / rundir.CONFIG
     if path.is_file():
-        existing = config_from_dict(load_yaml(path.read_text()))
+        existing = config_from_dict(read_yaml_file(path))
         if run_id(existing) != run_id(cfg):
             raise ConfigError(
                 f"{run_dir} already holds a different run (run_id {run_id(existing)} != {run_id(cfg)}); "
@@ -255,12 +256,29 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             return train_head_run(cfg, run_dir, device, progress=progress)
     world = distributed.world_for(cfg.train.distributed)
     device = distributed.join(world, device)
+    fresh = not run_dir.exists()
     try:
         with contextlib.ExitStack() as held:
             return _train_and_evaluate(cfg, run_dir, device, world, held, progress and world.is_main)
+    except DmlbenchError:
+        if fresh and world.is_main:
+            remove_unstarted(run_dir)  # e.g. a sampler parameter the dataset cannot satisfy: no empty folder left
+        raise
     finally:
         if world.distributed:
             distributed.leave()
+
+
+def remove_unstarted(run_dir: Path) -> None:
+    """Remove a run folder this command created when it stopped before training wrote anything of worth
+    (no checkpoint, history or metrics): only the files a start writes are there."""
+    startup = {rundir.CONFIG, rundir.CODE, rundir.LOG, rundir.TRACKER}
+    with contextlib.suppress(OSError):
+        names = {p.name for p in run_dir.iterdir()}
+        if names <= startup:
+            for name in names:
+                (run_dir / name).unlink()
+            run_dir.rmdir()
 
 
 def _train_and_evaluate(

@@ -24,7 +24,7 @@ from dmlbench.config import config_to_dict, run_id
 from dmlbench.sweep.expand import Cell
 from dmlbench.sweep.job import DEFAULT_RUNNER, _route_preemption_to_submitit, exception_summary, run_cell
 from dmlbench.sweep.spec import Sweep
-from dmlbench.sweep.status import cell_statuses
+from dmlbench.sweep.status import KEPT_STATES, cell_statuses
 from dmlbench.sweep.submit import _make_executor, _record_jobs, _write_cell_files
 
 if TYPE_CHECKING:  # not imported at run time: a job process unpickling TrialJob stays light (no Optuna)
@@ -138,7 +138,7 @@ def submit(spec: TuneSpec, sweep: Sweep, works: Sequence[TrialWork], runner: str
     skip: set[str] = set()
     if kind == "slurm":  # a resumed trial's cells may still be queued or running: never submit them twice
         all_cells = [c for work in works for c in work.cells]
-        skip = {s.run_id for s in cell_statuses(sweep, all_cells) if s.state in ("done", "running", "pending")}
+        skip = {s.run_id for s in cell_statuses(sweep, all_cells) if s.state in KEPT_STATES}
     groups = [(work, group) for work in works for group in _job_groups(spec, sweep, work.cells, skip)]
     if not groups:
         return
