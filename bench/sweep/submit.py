@@ -76,6 +76,29 @@ def _record_jobs(out: Path, new: dict[str, str]) -> None:
         rundir.atomic_write_json(out / JOBS_FILE, {**read_jobs(out), **new})
 
 
+def _record_local_job(out: Path, run_id: str, job_id: str) -> str | None:
+    """Record a local job (outside the sweep's lock, taken here for the read-modify-write so another
+    sweep's SLURM ids are never lost); returns the id recorded before, for `_unrecord_local_job`."""
+    with sweep_lock(out):
+        previous = read_jobs(out).get(run_id)
+        _record_jobs(out, {run_id: job_id})
+    return previous
+
+
+def _unrecord_local_job(out: Path, run_id: str, job_id: str, previous: str | None) -> None:
+    """A local job that stepped aside (the cell was trained by another job, e.g. a SLURM sweep's): the
+    cell's id goes back to what it was, unless someone recorded another since."""
+    with sweep_lock(out):
+        jobs = read_jobs(out)
+        if jobs.get(run_id) != job_id:
+            return
+        if previous is None:
+            del jobs[run_id]
+        else:
+            jobs[run_id] = previous
+        rundir.atomic_write_json(out / JOBS_FILE, jobs)
+
+
 def _make_executor(sweep: Sweep, cluster: str) -> submitit.AutoExecutor:
     params = {k: v for k, v in sweep.executor.params.items() if k not in OWN_EXECUTOR_KEYS}
     ctor = {k: params.pop(k) for k in CONSTRUCTOR_KEYS if k in params}
@@ -125,20 +148,25 @@ def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[s
     queue = list(cells)
     running: list[tuple[Cell, Any]] = []
     job_ids: dict[str, str] = {}
+    previous: dict[str, str | None] = {}
     failed: list[str] = []
     while queue or running:
         while queue and len(running) < parallel:
             cell = queue.pop(0)
             job = executor.submit(CellJob(runner), config_to_dict(cell.config), str((sweep.runs_dir / cell.run_id).resolve()))
             job_ids[cell.run_id] = f"local:{job.job_id}"
-            _record_jobs(sweep.output_dir, {cell.run_id: job_ids[cell.run_id]})
+            previous[cell.run_id] = _record_local_job(sweep.output_dir, cell.run_id, job_ids[cell.run_id])
             running.append((cell, job))
         time.sleep(0.2)
         for cell, job in list(running):
             if job.done():
                 running.remove((cell, job))
+                skipped = _skipped(job)
+                if skipped is not None:  # trained (or being trained) by another job: its id stays the cell's
+                    _unrecord_local_job(sweep.output_dir, cell.run_id, job_ids[cell.run_id], previous[cell.run_id])
                 ok = rundir.is_done(sweep.runs_dir / cell.run_id)
-                skipped = None if ok else _skipped(job)
+                if ok and skipped is not None:
+                    skipped = "done by another job"
                 if not ok and skipped is None:
                     failed.append(cell.run_id)
                 word = "done  " if ok else "FAILED" if skipped is None else "busy  "

@@ -13,11 +13,13 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from helpers import run_cli
 
+import dmlbench
 from dmlbench.cli import main
 
 ROOT = os.geteuid() == 0  # root reads folders whatever their mode: the unreadable-folder cases need a user
@@ -42,13 +44,75 @@ def make_inputs(tmp: Path) -> dict[str, str]:
         "not_results.csv": "a,b\n1,2\n",
         "a_file": "not a folder\n",
     }
+    files |= {
+        "bomb.yaml": f"loss:\n  name: bdl\n  params:\n{alias_bomb('    ')}",
+        "sweep_bad_value.yaml": yaml.safe_dump({"name": "v", "output_dir": str(tmp / "v"), "grid": {"train.lr": [-1]}}),
+        "pkg_sweep.yaml": yaml.safe_dump({"name": "p", "output_dir": str(PACKAGE / "sweeps-here"), "grid": {"seed": [0]}}),
+    }
     for name, text in files.items():
         (tmp / name).write_text(text)
+    (tmp / "latin1.yaml").write_bytes(b"name: caf\xe9\n")  # one latin-1 byte, at offset 9
     (tmp / "empty_dir").mkdir()
     (tmp / "unreadable").mkdir()
     (tmp / "unreadable" / "sweep.yaml").write_text("name: u\n")
     os.chmod(tmp / "unreadable", 0)
-    return {name: str(tmp / name) for name in [*files, "empty_dir", "unreadable"]} | {"missing": str(tmp / "nope.yaml")}
+    folders = broken_folders(tmp)
+    return {name: str(tmp / name) for name in [*files, "latin1.yaml", "empty_dir", "unreadable"]} | folders | {
+        "missing": str(tmp / "nope.yaml")
+    }
+
+
+PACKAGE = Path(dmlbench.__file__).resolve().parent
+
+
+def alias_bomb(indent: str = "") -> str:
+    """YAML aliases 9 deep of 9 each: 387 million values once expanded, 90 lines on disk."""
+    lines = [f"{indent}a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{indent}a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_folder(out: Path, **executor: Any) -> tuple[Path, list[str]]:
+    """A sweep output folder holding the expanded sweep.yaml a sweep writes; its cells' run ids."""
+    from dmlbench.sweep import expand, sweep_from_dict
+
+    data = {"name": out.name, "output_dir": str(out), "grid": {"seed": [0, 1]}, "executor": executor or {"kind": "inline"}}
+    sweep = sweep_from_dict(data)
+    out.mkdir(parents=True)
+    (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+    return out, [c.run_id for c in expand(sweep, validate=False)]
+
+
+def broken_folders(tmp: Path) -> dict[str, str]:
+    """Folders a command finds broken: jobs.json, sweep.yaml, code.json, history.jsonl, metrics.json."""
+    from synthetic_runs import recall_metrics, write_run
+
+    from dmlbench.config import config_from_dict, dump_config
+
+    bad_jobs, _ = sweep_folder(tmp / "bad_jobs")
+    (bad_jobs / "jobs.json").write_text('{"abc": "local:1"')  # cut short
+    latin1_sweep, _ = sweep_folder(tmp / "latin1_sweep")
+    (latin1_sweep / "sweep.yaml").write_bytes(b"name: caf\xe9\n")
+    code_x = tmp / "code_x"  # the folder of `train ok.yaml` (seed: 0), its code.json garbage
+    code_x.mkdir()
+    (code_x / "config.yaml").write_text(dump_config(config_from_dict({"seed": 0})))
+    (code_x / "code.json").write_text('"x"')
+    code_x_sweep, run_ids = sweep_folder(tmp / "code_x_sweep")
+    for rid in run_ids:
+        (code_x_sweep / "runs" / rid).mkdir(parents=True)
+        (code_x_sweep / "runs" / rid / "config.yaml").write_text("seed: 0\n")
+        (code_x_sweep / "runs" / rid / "code.json").write_text('"x"')
+    history5 = write_run(tmp / "history5", {"seed": 0}, {"emb": recall_metrics(0.5)})
+    (history5 / "history.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n5\n{"epoch": 2, "loss": 0.4}\n')
+    truncated = tmp / "truncated"
+    write_run(truncated, {"seed": 0}, {"emb": recall_metrics(0.5)})
+    cut = write_run(truncated, {"seed": 1}, {"emb": recall_metrics(0.6)})
+    (cut / "metrics.json").write_text((cut / "metrics.json").read_text()[:40])
+    self_sweep = tmp / "self" / "sweep.yaml"  # a hand-written sweep.yaml whose output_dir is its own folder
+    self_sweep.parent.mkdir()
+    self_sweep.write_text("# my sweep: keep this comment\n" + yaml.safe_dump({"name": "s", "output_dir": str(self_sweep.parent), "grid": {"seed": [0]}}))
+    folders = {"self_sweep": self_sweep, "bad_jobs": bad_jobs, "latin1_sweep": latin1_sweep, "code_x": code_x, "code_x_sweep": code_x_sweep}
+    return {k: str(v) for k, v in folders.items()} | {"history5": str(history5), "truncated": str(truncated)}
 
 
 # (command line with {placeholders} from make_inputs, expected exit code, a phrase of the message)
@@ -122,6 +186,32 @@ CASES: list[tuple[str, int, str]] = [
     ("train", 2, "required"),
     ("collect {empty_dir} --out {a_file}", 2, "a_file"),
     ("--plugin no_such_plugin_module list", 2, "no_such_plugin_module"),
+    # issue 28: values checked where the config is read, before anything is created (no runs/ folder)
+    ("train {bomb.yaml}", 2, "aliases expand to more than 1,000,000 values"),
+    ("train {latin1.yaml}", 2, "latin1.yaml is not UTF-8 text: byte 9 (0xe9)"),
+    ("train {ok.yaml} train.lr=.nan", 2, "'train.lr' must be a finite number"),
+    ("train {ok.yaml} train.lr=-1", 2, "'train.lr' must be > 0"),
+    ("train {ok.yaml} data.image_size=0", 2, "'data.image_size' must be >= 1"),
+    ("train {ok.yaml} data.image_size=-5", 2, "'data.image_size' must be >= 1"),
+    ("train {ok.yaml} data.image_size=100000", 2, "'data.image_size' must be <= 2048"),
+    ("train {ok.yaml} eval.batch_size=0", 2, "'eval.batch_size' must be >= 1"),
+    ("train {ok.yaml} eval.ks=[0]", 2, "'eval.ks[0]' must be >= 1"),
+    ("train {ok.yaml} train.epochs=0", 2, "'train.epochs' must be >= 1"),
+    ("train {ok.yaml} train.epochs=-1", 2, "'train.epochs' must be >= 1"),
+    ("train {ok.yaml} model.emb_dim=0", 2, "'model.emb_dim' must be >= 1"),
+    ("train {ok.yaml} model.fc_dim=0", 2, "'model.fc_dim' must be >= 1"),
+    ("sweep {sweep_bad_value.yaml}", 2, "'train.lr' must be > 0"),
+    # issue 28: files a command finds broken name the file and what to do
+    ("status {bad_jobs}", 2, "jobs.json is not valid JSON (line 1, column 18"),
+    ("sweep {bad_jobs}", 2, "jobs.json is not valid JSON (line 1, column 18"),
+    ("status {latin1_sweep}", 2, "sweep.yaml is not UTF-8 text: byte 9 (0xe9)"),
+    ("train {ok.yaml} --run-dir {code_x}", 2, "code.json holds a string, not a JSON object"),
+    ("sweep {code_x_sweep}", 2, "code.json holds a string, not a JSON object"),
+    ("plot curves {history5}", 2, "history.jsonl line 2 is not a JSON object"),
+    ("compare {truncated} {truncated}", 2, "is finished but its results are unreadable"),
+    # issue 28: an output_dir whose writes would destroy something
+    ("sweep {self_sweep}", 2, "would overwrite the sweep file"),
+    ("sweep {pkg_sweep.yaml}", 2, "lies inside the dmlbench package"),
 ]
 
 
@@ -156,9 +246,15 @@ def test_user_error_is_one_line_and_an_exit_code(
 ) -> None:
     if "{unreadable}" in line and ROOT:
         pytest.skip("root reads every folder: run as a user to check unreadable folders")
-    got, out, err = run_main(inputs(line), capsys)
+    argv = inputs(line)
+    got, out, err = run_main(argv, capsys)
     assert "Traceback" not in err + out
     assert got == code, err
+    if line.startswith("train") and code == 2:  # refused before anything is created
+        assert not Path("runs").exists()
+    if "{self_sweep}" in line:
+        assert Path(argv[1]).read_text().startswith("# my sweep: keep this comment")
+    assert not (PACKAGE / "sweeps-here").exists()
     if line.startswith(REPORTS) and phrase in out:  # a report on stdout (data check, compare); else one line on stderr
         assert phrase in out, out
         return
