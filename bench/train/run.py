@@ -256,29 +256,35 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             return train_head_run(cfg, run_dir, device, progress=progress)
     world = distributed.world_for(cfg.train.distributed)
     device = distributed.join(world, device)
-    fresh = not run_dir.exists()
+    created = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)
     try:
         with contextlib.ExitStack() as held:
             return _train_and_evaluate(cfg, run_dir, device, world, held, progress and world.is_main)
     except DmlbenchError:
-        if fresh and world.is_main:
-            remove_unstarted(run_dir)  # e.g. a sampler parameter the dataset cannot satisfy: no empty folder left
+        if created is not None and world.is_main:
+            remove_unstarted(run_dir, created)  # e.g. a sampler parameter the data cannot satisfy: no empty folder
         raise
     finally:
         if world.distributed:
             distributed.leave()
 
 
-def remove_unstarted(run_dir: Path) -> None:
-    """Remove a run folder this command created when it stopped before training wrote anything of worth
-    (no checkpoint, history or metrics): only the files a start writes are there."""
+def remove_unstarted(run_dir: Path, created: Path) -> None:
+    """Remove a run folder this command created (and its parents up to `created`, when empty) after it
+    stopped before training wrote anything of worth: only the files a start writes are there."""
     startup = {rundir.CONFIG, rundir.CODE, rundir.LOG, rundir.TRACKER}
     with contextlib.suppress(OSError):
         names = {p.name for p in run_dir.iterdir()}
-        if names <= startup:
-            for name in names:
-                (run_dir / name).unlink()
-            run_dir.rmdir()
+        if not names <= startup:
+            return
+        for name in names:
+            (run_dir / name).unlink()
+        folder = run_dir
+        while True:
+            folder.rmdir()  # OSError once a folder is not empty: stops there
+            if folder == created:
+                return
+            folder = folder.parent
 
 
 def _train_and_evaluate(
