@@ -135,7 +135,8 @@ class SamplerConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: Count = 2
+    # 0: evaluate the untrained model, a reference (the inshop-ms-batchhard preset's); negative is refused
+    epochs: NonNegative = 2
     optimizer: Optimizer = "adam"
     lr: Positive = 1e-4
     weight_decay: NonNegativeFloat = 0.0

@@ -199,8 +199,7 @@ CASES: list[tuple[str, int, str]] = [
     ("train {ok.yaml} data.image_size=100000", 2, "'data.image_size' must be <= 2048"),
     ("train {ok.yaml} eval.batch_size=0", 2, "'eval.batch_size' must be >= 1"),
     ("train {ok.yaml} eval.ks=[0]", 2, "'eval.ks[0]' must be >= 1"),
-    ("train {ok.yaml} train.epochs=0", 2, "'train.epochs' must be >= 1"),
-    ("train {ok.yaml} train.epochs=-1", 2, "'train.epochs' must be >= 1"),
+    ("train {ok.yaml} train.epochs=-1", 2, "'train.epochs' must be >= 0"),  # 0: the untrained reference
     ("train {ok.yaml} model.emb_dim=0", 2, "'model.emb_dim' must be >= 1"),
     ("train {ok.yaml} model.fc_dim=0", 2, "'model.fc_dim' must be >= 1"),
     ("sweep {sweep_bad_value.yaml}", 2, "'train.lr' must be > 0"),
