@@ -16,6 +16,8 @@ Each class also keeps the builtin base it had before (ValueError, FileNotFoundEr
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
 
 USAGE = 2  # exit status: bad input the user must fix
@@ -84,6 +86,44 @@ class DmlbenchError(Exception):
 
     exit_code: int = USAGE
     label: str = "error"  # printed as `dmlbench: <label>: <message>`
+
+
+class FileFormatError(DmlbenchError, ValueError):
+    """A file dmlbench reads (a config, jobs.json, a run folder's JSON) that cannot be parsed: the
+    message names the file, where it breaks and what to do."""
+
+
+class SchedulerError(DmlbenchError, RuntimeError):
+    """A SLURM command failed (controller unreachable, sbatch refused): nothing more was submitted."""
+
+    exit_code = STOPPED
+
+
+# errno values that mean "the storage refuses writes": the command stops, what is finished stays
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "free disk space",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EROFS: "make the filesystem writable (or choose a writable folder)",
+    errno.EFBIG: "free disk space or lift the file size limit",
+}
+
+
+def storage_problem(err: OSError) -> str | None:
+    """The one line for a write the storage refused (disk full, quota, read-only), else None.
+
+    >>> print(storage_problem(OSError(errno.ENOSPC, "No space left on device", "runs/x/history.jsonl")))
+    cannot write runs/x/history.jsonl: No space left on device; free disk space and rerun (finished runs and the last checkpoint are kept)
+    >>> storage_problem(OSError(errno.ENOENT, "No such file")) is None
+    True
+    """
+    fix = STORAGE_ERRNOS.get(err.errno or 0)
+    if fix is None:
+        return None
+    where = f" {err.filename}" if err.filename else ""
+    return (
+        f"cannot write{where}: {err.strerror or os.strerror(err.errno or 0)}; {fix} and rerun "
+        "(finished runs and the last checkpoint are kept)"
+    )
 
 
 class ConfigError(DmlbenchError, ValueError):

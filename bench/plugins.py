@@ -17,7 +17,6 @@ saying how to rerun it (`--rerun-changed`); `dmlbench train` refuses the same wa
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import sysconfig
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 from dmlbench import rundir
 from dmlbench.config import Config
-from dmlbench.errors import ConfigError
+from dmlbench.errors import ConfigError, FileFormatError
 
 CodeIdentity = dict[str, dict[str, str]]  # "loss:<name>" -> {"module", "sha256" | "package"+"version"}
 REPLACED_DIR = "replaced"  # <sweep output_dir>/replaced/<run_id>-<time>/: runs set aside by --rerun-changed
@@ -106,10 +105,14 @@ def recorded_identity(run_dir: Path) -> CodeIdentity | None:
     path = Path(run_dir) / rundir.CODE
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
+    fix = (
+        "it records which plugin code the run used; delete it if the folder's run used the plugins you load "
+        "now (none: built-in code only), else move the folder away"
+    )
+    data = rundir.read_json(path, dict, fix)
+    if not all(isinstance(v, dict) for v in data.values()):
+        raise FileFormatError(f"{path} must map each registry entry to where its code came from: {fix}")
+    return data
 
 
 def code_changed(run_dir: Path, current: CodeIdentity) -> bool:

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from dmlbench.errors import DmlbenchError
+from dmlbench.errors import STOPPED, DmlbenchError, storage_problem
 from dmlbench.registry import import_plugins
 
 # (module with add_arguments/run, one-line help)
@@ -126,6 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {err.filename}" if err.filename else ""
         print(f"dmlbench: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # the disk is full or read-only, wherever the write was: every write is atomic, so the command
+        # stopped with nothing finished overwritten
+        problem = storage_problem(err)
+        if problem is None:
+            raise
+        print(f"dmlbench: stopped: {problem}", file=sys.stderr)
+        return STOPPED
 
 
 if __name__ == "__main__":

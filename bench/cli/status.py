@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from dmlbench.sweep.status import format_status_table, state_counts, sweep_status
+from dmlbench.errors import STOPPED
+from dmlbench.sweep.status import format_status_table, scheduler_note, state_counts, sweep_status
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,11 +26,14 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(args.sweep)
         print(json.dumps(tune_status_data(folder), indent=1, default=str) if args.json else tune_status(folder))
         return 0
-    sweep, statuses = sweep_status(args.sweep)
+    problems: list[str] = []
+    sweep, statuses = sweep_status(args.sweep, problems)
     if args.json:
         print(json.dumps([s.__dict__ for s in statuses], indent=1, default=str))
-        return 0
-    print(f"sweep '{sweep.name}' in {sweep.output_dir} (executor: {sweep.executor.kind})")
-    print(format_status_table(statuses))
-    print(state_counts(statuses))
-    return 0
+    else:
+        print(f"sweep '{sweep.name}' in {sweep.output_dir} (executor: {sweep.executor.kind})")
+        print(format_status_table(statuses))
+        print(state_counts(statuses))
+    for problem in problems:  # SLURM unreachable: one line; exit 1 when a cell's state is therefore unknown
+        print(f"dmlbench: warning: {scheduler_note(problem, statuses)}", file=sys.stderr)
+    return STOPPED if any(s.state == "unknown" for s in statuses) else 0

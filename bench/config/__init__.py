@@ -31,6 +31,7 @@ from dmlbench.config.io import (
     load_config,
     load_yaml,
     parse_override,
+    read_yaml_file,
     run_id,
 )
 from dmlbench.config.keys import KEY_ALIASES, NAME_CHECKED_KEYS, get_dotted, normalise_key, set_dotted
@@ -60,5 +61,5 @@ __all__ = [
     "OPTIMIZERS", "PROTOCOLS", "RUNTIME_KEYS", "Config", "ConfigError", "ConfigYamlLoader", "DataConfig",
     "EvalConfig", "LossConfig", "ModelConfig", "SamplerConfig", "TrackConfig", "TrainConfig", "apply_overrides", "canonical",
     "config_from_dict", "config_to_dict", "dump_config", "enumerated_keys", "get_dotted", "load_config",
-    "load_yaml", "normalise_key", "parse_override", "run_id", "set_dotted",
+    "load_yaml", "normalise_key", "parse_override", "read_yaml_file", "run_id", "set_dotted",
 ]

@@ -17,8 +17,16 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from dmlbench.config.keys import get_dotted, normalise_key, pop_dotted, set_dotted
-from dmlbench.config.schema import HASHED_WHEN_NOT_DEFAULT, RUNTIME_KEYS, Choices, Config
-from dmlbench.errors import ConfigError, did_you_mean, unknown_value, yaml_problem
+from dmlbench.config.schema import HASHED_WHEN_NOT_DEFAULT, RUNTIME_KEYS, Bounds, Choices, Config
+from dmlbench.errors import (
+    ConfigError,
+    DmlbenchError,
+    FileFormatError,
+    did_you_mean,
+    unknown_value,
+    yaml_problem,
+)
+from dmlbench.files import read_utf8
 
 
 @functools.cache  # get_type_hints re-evaluates string annotations: slow for 1,000-cell sweeps
@@ -58,6 +66,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         for meta in metadata:
             if isinstance(meta, Choices) and not meta.allows(value):
                 raise ConfigError(unknown_value(key, value, meta.known()))
+            problem = meta.problem(value) if isinstance(meta, Bounds) else None
+            if problem:
+                raise ConfigError(f"'{key}' {problem}, got {value!r}")
         return value
     if origin is list:
         if not isinstance(value, list | tuple):
@@ -129,13 +140,74 @@ EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9
 ConfigYamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(f"^{EXPONENT_FLOAT.pattern}$"), list("-+.0123456789"))
 
 
+# What a config, sweep or table file may expand to (mappings, lists and scalars counted with every alias
+# expanded): a real one holds hundreds; YAML aliases nested 9 deep of 9 each expand to 387 million.
+MAX_YAML_VALUES = 1_000_000
+
+
+class YamlTooLarge(yaml.YAMLError):
+    """YAML whose aliases expand beyond MAX_YAML_VALUES values, or refer to themselves."""
+
+
+def check_expansion(root: Any) -> int:
+    """How many values `root` holds with shared (aliased) parts counted at each use; YamlTooLarge
+    beyond MAX_YAML_VALUES or for a structure that contains itself. Linear in the distinct values."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise YamlTooLarge("an alias refers to the mapping or list that contains it (a recursive structure)")
+        on_path.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_VALUES:
+                raise YamlTooLarge(f"its aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb?)")
+        on_path.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
 def load_yaml(text: str) -> Any:
-    """Parse config, sweep and preset YAML.
+    """Parse config, sweep and preset YAML; YamlTooLarge when aliases expand beyond MAX_YAML_VALUES values.
 
     >>> load_yaml("{amp: off, pretrained: true, lr: 1e-4}")
     {'amp': 'off', 'pretrained': True, 'lr': 0.0001}
+    >>> load_yaml("a: &a [1, 2]\\nb: *a")
+    {'a': [1, 2], 'b': [1, 2]}
+    >>> bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x]\\n" + "".join(
+    ...     f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\\n" for i in range(1, 10))
+    >>> load_yaml(bomb)
+    Traceback (most recent call last):
+    ...
+    dmlbench.config.io.YamlTooLarge: its aliases expand to more than 1,000,000 values (an alias bomb?)
     """
-    return yaml.load(text, Loader=ConfigYamlLoader)
+    data = yaml.load(text, Loader=ConfigYamlLoader)
+    check_expansion(data)
+    return data
+
+
+def read_yaml_file(path: Path, error: type[DmlbenchError] = ConfigError, what: str = "") -> Any:
+    """A YAML file's value; `error` (one line naming the file) when it is too large, not UTF-8 or not
+    YAML. `what` names the file in the message (default: its path)."""
+    path = Path(path)
+    try:
+        text = read_utf8(path)
+    except FileFormatError as err:
+        raise error(str(err)) from None
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as err:
+        raise error(f"{what or path} is not valid YAML: {yaml_problem(err)}") from None
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -146,10 +218,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
+    data = read_yaml_file(path) or {}
     return apply_overrides(config_from_dict(data), overrides)
 
 

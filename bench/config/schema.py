@@ -9,6 +9,7 @@ plugins may add names, so they are checked later (`check_names`), after the plug
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -54,6 +55,42 @@ class Choices:
         return (*self.values, self.pattern_help) if self.pattern_help else self.values
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The range of a numeric key, checked where the config is read (before anything is created):
+    `low` <= value (< `low` excluded when `low_open`) and value <= `high`; floats must be finite.
+
+    >>> Bounds(1, 2048).problem(0), Bounds(0, low_open=True).problem(float("nan")), Bounds(1).problem(3)
+    ('must be >= 1', 'must be a finite number', None)
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    why: str = ""  # appended to the message, e.g. "(larger images do not fit in memory)"
+
+    def problem(self, value: object) -> str | None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None  # the type check names it
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"must be <= {self.high:g}{f' {self.why}' if self.why else ''}"
+        return None
+
+
+# Sizes beyond these are typos (an extra zero), not experiments: 100000 px images end in a MemoryError.
+MAX_IMAGE_SIZE = 2048
+MAX_DIM = 65536
+MAX_COUNT = 10**9  # epochs, batches, batch sizes, K
+Size = Annotated[int, Bounds(1, MAX_DIM, why="(a typo?)")]
+Count = Annotated[int, Bounds(1, MAX_COUNT)]
+NonNegative = Annotated[int, Bounds(0, MAX_COUNT)]
+Positive = Annotated[float, Bounds(0, low_open=True)]
+NonNegativeFloat = Annotated[float, Bounds(0)]
+
 DEVICE_CHOICES = Choices(("auto", "cpu", "cuda"), pattern=r"cuda:\d+", pattern_help="cuda:<index>")
 Device = Annotated[str, DEVICE_CHOICES]
 
@@ -62,12 +99,14 @@ Device = Annotated[str, DEVICE_CHOICES]
 class DataConfig:
     dataset: str = "synthshop"  # a DATASETS registry name: synthshop, inshop, cub, sop
     root: str = "data/synthshop-tiny"  # dataset folder, relative to the working directory or absolute
-    image_size: int = 64  # square side fed to the network after resize/crop
-    val_classes: float = 0.0  # fraction of *training classes* held out as a validation split
-    subset: int | None = None  # deterministic subset of images per split (stated in the results)
+    # square side fed to the network after resize/crop
+    image_size: Annotated[int, Bounds(1, MAX_IMAGE_SIZE, why="(larger images do not fit in memory; a typo?)")] = 64
+    # fraction of *training classes* held out as a validation split
+    val_classes: Annotated[float, Bounds(0, 1, why="(a fraction of the training classes)")] = 0.0
+    subset: Count | None = None  # deterministic subset of images per split (stated in the results)
     skip_bad_images: bool = False  # exclude (and count) unreadable images instead of stopping
-    folds: int = 0  # k class-disjoint folds of the training classes (tuning); 0: none
-    fold: int = 0  # which of the `folds` folds is the validation split "val"
+    folds: NonNegative = 0  # k class-disjoint folds of the training classes (tuning); 0: none
+    fold: NonNegative = 0  # which of the `folds` folds is the validation split "val"
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific loader options
 
 
@@ -76,8 +115,8 @@ class ModelConfig:
     backbone: str = "resnet18"  # a BACKBONES registry name
     pretrained: bool = False  # ImageNet weights from the torch hub cache or `weights_path`
     weights_path: str | None = None
-    fc_dim: int = 1024
-    emb_dim: int = 512
+    fc_dim: Size = 1024
+    emb_dim: Size = 512
     freeze_bn: bool = False
 
 
@@ -91,23 +130,24 @@ class LossConfig:
 class SamplerConfig:
     name: str = "batch-wise"  # a SAMPLERS registry name
     params: dict[str, Any] = field(default_factory=dict)
-    batches_per_epoch: int | None = None  # None: about one pass over the training images
+    batches_per_epoch: Count | None = None  # None: about one pass over the training images
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 2
+    # 0: evaluate the untrained model, a reference (the inshop-ms-batchhard preset's); negative is refused
+    epochs: NonNegative = 2
     optimizer: Optimizer = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
+    lr: Positive = 1e-4
+    weight_decay: NonNegativeFloat = 0.0
+    momentum: NonNegativeFloat = 0.9  # sgd only
     lr_schedule: LrSchedule = "none"
-    grad_clip: float | None = None  # max gradient norm; None disables clipping
+    grad_clip: Positive | None = None  # max gradient norm; None disables clipping
     amp: Amp = "auto"  # auto: bf16 on CUDA, off on CPU; bf16 on CUDA or CPU; fp16 on CUDA only
     device: Device = "auto"
-    num_workers: int = 0
+    num_workers: Annotated[int, Bounds(0, 1024)] = 0
     deterministic: bool = True  # bit-exact reruns; false lets cuDNN pick its fastest (non-deterministic) kernels
-    checkpoint_every_batches: int | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
+    checkpoint_every_batches: Count | None = None  # also checkpoint mid-epoch (long epochs, preemptible jobs)
     compile: CompileMode = "off"  # torch.compile the model's forward
     # full: train the whole network; head: frozen pretrained backbone, cached features, head only
     # (the fast tier for loss ideas, dmlbench.train.head_tier)
@@ -118,11 +158,11 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    ks: list[int] | None = None  # None: the dataset's standard K list
+    ks: list[Count] | None = None  # None: the dataset's standard K list
     layers: list[Layer] = field(default_factory=lambda: list(LAYERS))
     backend: Backend = "auto"  # auto: faiss-gpu on a GPU when installed, else torch
-    batch_size: int = 128
-    every_epochs: int = 0  # validation every N epochs on the val split (0: never)
+    batch_size: Count = 128
+    every_epochs: NonNegative = 0  # validation every N epochs on the val split (0: never)
     split: EvalSplit = "test"  # val: evaluate the val split (tuning); test/query/gallery images are not even indexed
 
 

@@ -138,6 +138,7 @@ def find_run_dirs(root: Path) -> list[Path]:
     """Every directory under `root` (itself included) that holds config.yaml; not descending into runs."""
     found: list[Path] = []
     stack = [str(root)]
+    seen = {os.path.realpath(root)}  # a symlink back up the tree is walked once, never in circles
     while stack:
         current = stack.pop()
         try:
@@ -150,8 +151,11 @@ def find_run_dirs(root: Path) -> list[Path]:
         for entry in entries:
             if entry.name.startswith(".") or entry.name in _SKIP_DIRS:
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
+            if entry.is_dir():  # symlinked folders too (`runs/` on another disk), each real folder once
+                real = os.path.realpath(entry.path)
+                if real not in seen:
+                    seen.add(real)
+                    stack.append(entry.path)
     return sorted(found)
 
 
@@ -330,7 +334,15 @@ def load_frame(source: str | Path) -> pd.DataFrame:
     if source.is_dir():
         table = collected_table(source)
         if table is None:
-            return collect(source).frame
+            collection = collect(source)
+            broken = [p for p in collection.problems if p.state == "broken"]
+            if broken:  # finished but unreadable: comparing without it would silently drop a seed
+                more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+                raise UsageError(
+                    f"{source / broken[0].path}{more} is finished but its results are unreadable ({broken[0].reason}): "
+                    "rerun it (delete its DONE marker to resume from its checkpoint) or move it out of the folder"
+                )
+            return collection.frame
         source = table
     if source.suffix == ".parquet":
         frame = pd.read_parquet(source)

@@ -127,6 +127,10 @@ def write_report(
     try:
         written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods)
         return Report(_publish(staging, out_dir, written), collection, tables)
+    except OSError as err:  # pandas and matplotlib do not name the file a full disk refused: name the report
+        if err.errno is None or err.filename:
+            raise
+        raise OSError(err.errno, err.strerror, str(out_dir)) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

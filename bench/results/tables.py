@@ -29,7 +29,9 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from dmlbench.errors import TableSpecError, did_you_mean, yaml_problem
+from dmlbench.config.io import check_expansion
+from dmlbench.errors import FileFormatError, TableSpecError, did_you_mean, yaml_problem
+from dmlbench.files import read_utf8
 from dmlbench.results.collect import config_columns, metric_key, split_metric
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets" / "tables.yaml"
@@ -131,7 +133,10 @@ def load_specs(path: str | Path | None = None) -> list[TableSpec]:
     if not path.is_file():
         raise TableSpecError(f"table spec file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_utf8(path)) or {}
+        check_expansion(data)
+    except FileFormatError as err:
+        raise TableSpecError(str(err)) from None
     except yaml.YAMLError as err:
         raise TableSpecError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
     if not isinstance(data, dict):

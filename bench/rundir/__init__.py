@@ -29,13 +29,16 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dmlbench.errors import FileFormatError
+from dmlbench.files import read_json_file, read_utf8
 
 CONFIG = "config.yaml"
 CELL = "cell.json"
@@ -56,18 +59,28 @@ DONE = "DONE"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a synced temporary file and a rename. The file's mode follows the
+    umask (a shared sweep folder stays readable by its group); a refused write (disk full, read-only)
+    raises OSError naming `path`, the file meant, not the temporary one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # os.open with 0o666 lets the kernel apply the umask (tempfile.mkstemp would force 0600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        if err.errno is None or err.filename == str(path):
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def atomic_write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -105,21 +118,33 @@ def mark_done(run_dir: Path, info: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / DONE, {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: Path, expect: type | None = None, fix: str = "") -> Any:
+    """A JSON file of the folder (of type `expect`, when given); a broken one is one FileFormatError line
+    naming the file and `fix` (a ValueError, so callers that list broken runs keep catching it)."""
+    return read_json_file(Path(path), expect, fix)
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """History rows; a truncated last line (killed mid-write) is ignored."""
+    """History rows; a truncated last line (killed mid-write) is ignored. Any other line that is not a
+    JSON object is one FileFormatError line naming the file and the line (never rows silently lost)."""
     path = Path(run_dir) / HISTORY
     if not path.is_file():
         return []
+    lines = read_utf8(path, max_bytes=None).splitlines()
     rows = []
-    for line in path.read_text().splitlines():
+    for n, line in enumerate(lines, start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if n == len(lines):
+                break  # the last line, cut short by a kill
+            row = None
+        if not isinstance(row, dict):
+            raise FileFormatError(
+                f"{path} line {n} is not a JSON object (one finished epoch per line): fix or delete that line, "
+                "or delete the file (the run keeps training; only the curves of those epochs are lost)"
+            )
+        rows.append(row)
     return rows
 
 
@@ -130,8 +155,14 @@ def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def append_log(run_dir: Path, line: str) -> None:
-    with open(Path(run_dir) / LOG, "a") as fh:
-        fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    path = Path(run_dir) / LOG
+    try:
+        with open(path, "a") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    except OSError as err:  # name the log, also when the disk fills at the write (no file name then)
+        if err.errno is None or err.filename:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def run_state(run_dir: Path, names: set[str] | None = None) -> str:

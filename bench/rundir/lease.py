@@ -197,10 +197,14 @@ class Lease:
 
     def _write_tmp(self, info: LeaseInfo) -> Path:
         tmp = self.run_dir / f".{LEASE}.{info.token}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(asdict(info), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(asdict(info), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:  # a full or read-only disk: named as lease.json, no temporary file left
+            tmp.unlink(missing_ok=True)
+            raise OSError(err.errno, err.strerror, str(self.path)) from err if err.errno else err
         return tmp
 
     def _create(self, info: LeaseInfo) -> bool:

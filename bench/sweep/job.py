@@ -62,7 +62,8 @@ def run_cell(config_data: dict[str, Any], run_dir: str | Path, runner: str = DEF
         return {"run_id": run_dir.name, "skipped": str(err)}
     except Exception as err:
         if writes:
-            rundir.atomic_write_text(run_dir / rundir.ERROR, exception_summary(err) + "\n\n" + traceback.format_exc())
+            with contextlib.suppress(OSError):  # a full or read-only disk: the scheduler still records the error
+                rundir.atomic_write_text(run_dir / rundir.ERROR, exception_summary(err) + "\n\n" + traceback.format_exc())
         raise
     if writes:
         (run_dir / rundir.ERROR).unlink(missing_ok=True)  # an earlier attempt's error no longer applies

@@ -8,15 +8,24 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
+from dmlbench.errors import SchedulerError
+
 # SLURM states in which a job will still run (or runs): its cell must not be submitted again.
 ACTIVE_PENDING = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD", "SUSPENDED"})
 ACTIVE_RUNNING = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"})
 
 
 def run_slurm_command(cmd: list[str], timeout: float = 60) -> str:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    """The command's stdout; SchedulerError (one line) when it fails or the controller does not answer."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SchedulerError(f"{' '.join(cmd[:2])} got no answer within {timeout:g} s: is the SLURM controller up?") from None
+    except OSError as err:
+        raise SchedulerError(f"cannot run {cmd[0]}: {err.strerror or err}") from None
     if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed: {out.stderr.strip() or out.stdout.strip()}")
+        detail = (out.stderr.strip() or out.stdout.strip() or f"exit status {out.returncode}").splitlines()
+        raise SchedulerError(f"{' '.join(cmd[:2])} failed: {' '.join(line.strip() for line in detail)[:300]}")
     return out.stdout
 
 

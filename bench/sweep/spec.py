@@ -3,6 +3,7 @@ sweep's executor section < the command line), the sweep output folder's file nam
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Any
 import submitit
 import yaml
 
-from dmlbench.config import load_yaml
+from dmlbench.config import load_yaml, read_yaml_file
 from dmlbench.config.keys import normalise_key
-from dmlbench.errors import SweepError, did_you_mean, yaml_problem
+from dmlbench.errors import SweepError, did_you_mean
 
 EXECUTOR_KINDS = ("slurm", "local", "inline")
 SWEEP_KEYS = ("name", "output_dir", "base", "grid", "include", "exclude", "executor")
@@ -46,6 +47,7 @@ class Sweep:
     include: list[dict[str, Any]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    source: Path | None = None  # the file it was read from (load_sweep)
 
     def to_dict(self) -> dict[str, Any]:
         """The expanded sweep file as submitted (what `sweep.yaml` holds)."""
@@ -97,7 +99,7 @@ def find_profile(name: str, sweep_dir: Path | None) -> Path:
 
 def load_profile(name: str, sweep_dir: Path | None) -> dict[str, Any]:
     path = find_profile(name, sweep_dir)
-    data = load_yaml(path.read_text()) or {}
+    data = read_yaml_file(path, SweepError) or {}
     return dict(_mapping(data, f"profile {path}"))
 
 
@@ -157,7 +159,7 @@ def sweep_from_dict(
         base_path = Path(base) if Path(base).is_absolute() or sweep_dir is None else sweep_dir / base
         if not base_path.is_file():
             raise SweepError(f"base config not found: {base_path}")
-        base = load_yaml(base_path.read_text()) or {}
+        base = read_yaml_file(base_path, SweepError) or {}
     base = _mapping(base, "'base'")
     grid_raw = _mapping(data.get("grid") or {}, "'grid'")
     grid: dict[str, list[Any]] = {}
@@ -192,11 +194,34 @@ def load_sweep(path: str | Path, *, executor: str | None = None, profile: str | 
         path = folder / SWEEP_FILE
     if not path.is_file():
         raise SweepError(f"sweep file not found: {path}")
-    try:
-        data = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
+    data = read_yaml_file(path, SweepError) or {}
     sweep = sweep_from_dict(data, sweep_dir=path.parent, executor=executor, profile=profile)
     if folder is not None:
         sweep.output_dir = folder  # the folder may have moved since it was written
+    sweep.source = path
     return sweep
+
+
+def check_output_dir(sweep: Sweep) -> None:
+    """Refuse an output_dir whose writes would destroy something: the sweep file itself (a hand-written
+    `sweep.yaml` with `output_dir: .` would be replaced by the expanded spec, comments lost) or the
+    installed dmlbench package's own source tree."""
+    out = sweep.output_dir.resolve()
+    package = Path(__file__).resolve().parents[1]
+    if out == package or out.is_relative_to(package):
+        raise SweepError(
+            f"output_dir {sweep.output_dir} lies inside the dmlbench package ({package}): choose a folder "
+            "outside it (default sweeps/<name> under the working directory)"
+        )
+    source = sweep.source
+    written = out / SWEEP_FILE
+    if source is None or not written.is_file() or not source.is_file() or not written.samefile(source):
+        return
+    text = source.read_text(errors="replace")
+    with contextlib.suppress(yaml.YAMLError, ValueError):
+        if text == yaml.safe_dump(load_yaml(text), sort_keys=False):
+            return  # the expanded spec a sweep wrote there itself: rewriting it loses nothing
+    raise SweepError(
+        f"output_dir {sweep.output_dir} would overwrite the sweep file {source} with the expanded sweep "
+        f"(its comments and layout lost): set output_dir to another folder, e.g. sweeps/{sweep.name}"
+    )

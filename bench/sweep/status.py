@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from dmlbench import rundir
+from dmlbench.errors import FileFormatError, SchedulerError
 from dmlbench.rundir import lease
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.slurm import ACTIVE_RUNNING, sacct_states, slurm_available, squeue_states
 from dmlbench.sweep.spec import JOBS_FILE, Sweep, load_sweep
 
-# failed / cancelled / interrupted / unsubmitted cells are all submitted again by a re-run.
-STATES = ("done", "running", "pending", "failed", "cancelled", "interrupted", "unsubmitted")
+# failed / cancelled / interrupted / unsubmitted cells are all submitted again by a re-run; `unknown`:
+# a cell with a SLURM job whose state SLURM could not be asked (controller unreachable), never resubmitted.
+STATES = ("done", "running", "pending", "failed", "cancelled", "interrupted", "unsubmitted", "unknown")
+KEPT_STATES = ("done", "running", "pending", "unknown")  # a re-run of the sweep does not submit these
 
 
 @dataclass
@@ -34,19 +37,39 @@ class CellStatus:
 
 
 def read_jobs(out: Path) -> dict[str, str]:
+    """jobs.json (run_id -> job id); a broken one is one FileFormatError line saying what to do."""
     path = out / JOBS_FILE
-    return rundir.read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    fix = (
+        "it records each cell's SLURM or local job; delete it to go on (a re-run may then submit a cell whose "
+        "job is still queued: that job finds the cell's lease taken or the cell done, and steps aside)"
+    )
+    jobs = rundir.read_json(path, dict, fix)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in jobs.items()):
+        raise FileFormatError(f"{path} must map run ids to job ids (strings): {fix}")
+    return jobs
 
 
-def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool = True) -> list[CellStatus]:
+def cell_statuses(
+    sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool = True, problems: list[str] | None = None
+) -> list[CellStatus]:
     """done / running / pending / failed / cancelled / interrupted / unsubmitted per cell, from the run
     folders, jobs.json, and (for SLURM sweeps) squeue + sacct. A run's own error.txt wins over the
-    scheduler's verdict: a cell whose run failed is `failed` even if its job was later cancelled."""
+    scheduler's verdict: a cell whose run failed is `failed` even if its job was later cancelled.
+    When SLURM cannot be asked, its message is appended to `problems` and the cells only it could place
+    are `unknown`; everything else is what the run folders show."""
     jobs = read_jobs(sweep.output_dir)
     slurm_ids = {rid: j for rid, j in jobs.items() if not j.startswith("local:")}
     ask_slurm = bool(query_scheduler and slurm_ids and slurm_available())
-    live = squeue_states() if ask_slurm else {}
-    queued = set(live) if ask_slurm else None
+    live: dict[str, str] = {}
+    unreachable: str | None = None
+    if ask_slurm:
+        try:
+            live = squeue_states()
+        except SchedulerError as err:
+            unreachable = str(err)
+    queued = set(live) if ask_slurm and unreachable is None else None
     out: list[CellStatus] = []
     need_sacct: list[CellStatus] = []
     for cell in cells:
@@ -68,32 +91,52 @@ def cell_statuses(sweep: Sweep, cells: Sequence[Cell], *, query_scheduler: bool 
             status.state = "running"
         elif folder_state == "failed":
             status.state, status.error = "failed", rundir.error_summary(folder)
+        elif unreachable is not None and cell.run_id in slurm_ids:
+            status.state, status.error = "unknown", "SLURM not reachable: its job may still be queued"
         elif ask_slurm and cell.run_id in slurm_ids:
             need_sacct.append(status)
         elif job is not None or folder_state == "started":
             status.state = "interrupted"
         out.append(status)
+    final: dict[str, str] = {}
     if need_sacct:
-        final = sacct_states([s.job_id for s in need_sacct if s.job_id])
-        for status in need_sacct:
-            job = status.job_id or ""
-            # an array whose remaining tasks never started is reported as one row under its base id
-            state = final.get(job) or final.get(job.split("_")[0], "UNKNOWN")
-            if state == "COMPLETED":
-                status.state, status.error = "failed", "SLURM job COMPLETED but the run has no DONE marker"
-            elif state in ("UNKNOWN", "PENDING", "RUNNING"):
-                # sacct lags squeue by a second or two; a vanished job with no record was interrupted
-                status.state = "interrupted"
-            elif state.rstrip("+") == "CANCELLED":  # sacct: "CANCELLED by <uid>" (first word kept), or "CANCELLED+"
-                status.state, status.error = "cancelled", "SLURM job CANCELLED"
-            else:
-                status.state, status.error = "failed", f"SLURM job {state}"
+        try:
+            final = sacct_states([s.job_id for s in need_sacct if s.job_id])
+        except SchedulerError as err:
+            unreachable = str(err)
+            for status in need_sacct:
+                status.state, status.error = "unknown", "SLURM not reachable: how its job ended is not known"
+            need_sacct = []
+    if unreachable is not None and problems is not None:
+        problems.append(unreachable)
+    for status in need_sacct:
+        job = status.job_id or ""
+        # an array whose remaining tasks never started is reported as one row under its base id
+        state = final.get(job) or final.get(job.split("_")[0], "UNKNOWN")
+        if state == "COMPLETED":
+            status.state, status.error = "failed", "SLURM job COMPLETED but the run has no DONE marker"
+        elif state in ("UNKNOWN", "PENDING", "RUNNING"):
+            # sacct lags squeue by a second or two; a vanished job with no record was interrupted
+            status.state = "interrupted"
+        elif state.rstrip("+") == "CANCELLED":  # sacct: "CANCELLED by <uid>" (first word kept), or "CANCELLED+"
+            status.state, status.error = "cancelled", "SLURM job CANCELLED"
+        else:
+            status.state, status.error = "failed", f"SLURM job {state}"
     return out
 
 
-def sweep_status(target: str | Path) -> tuple[Sweep, list[CellStatus]]:
+def scheduler_note(problem: str, statuses: Sequence[CellStatus]) -> str:
+    """The one line saying SLURM could not be asked, and what that leaves unknown."""
+    unknown = sum(s.state == "unknown" for s in statuses)
+    return (
+        f"cannot ask SLURM ({problem}): {unknown} cell(s) with a SLURM job show as 'unknown' and are not "
+        "submitted again; every other state is what the run folders show"
+    )
+
+
+def sweep_status(target: str | Path, problems: list[str] | None = None) -> tuple[Sweep, list[CellStatus]]:
     sweep = load_sweep(target)
-    return sweep, cell_statuses(sweep, expand(sweep, validate=False))
+    return sweep, cell_statuses(sweep, expand(sweep, validate=False), problems=problems)
 
 
 def _short(value: Any, width: int = 60) -> str:

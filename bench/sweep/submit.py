@@ -15,13 +15,21 @@ import yaml
 
 from dmlbench import rundir
 from dmlbench.config import config_to_dict
+from dmlbench.errors import SchedulerError
 from dmlbench.sweep.executor import make_executor, record_jobs, write_cell_files
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, exception_summary, run_cell
 from dmlbench.sweep.reuse import ChangedCell, changed_code_cells, refuse_or_set_aside
-from dmlbench.sweep.slurm import run_slurm_command, slurm_available
-from dmlbench.sweep.spec import LOCK_FILE, SWEEP_FILE, Sweep, SweepError
-from dmlbench.sweep.status import CellStatus, cell_statuses, sweep_status
+from dmlbench.sweep.slurm import run_slurm_command, slurm_available, squeue_states
+from dmlbench.sweep.spec import (
+    JOBS_FILE,
+    LOCK_FILE,
+    SWEEP_FILE,
+    Sweep,
+    SweepError,
+    check_output_dir,
+)
+from dmlbench.sweep.status import KEPT_STATES, CellStatus, cell_statuses, read_jobs, sweep_status
 
 
 @dataclass
@@ -33,6 +41,7 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)  # run_ids that failed in a waited (local/inline) run
     dry_run: bool = False
     changed: list[ChangedCell] = field(default_factory=list)  # folders that ran other plugin code (sweep.reuse)
+    problems: list[str] = field(default_factory=list)  # SLURM could not be asked or refused (one line each)
 
 
 @contextlib.contextmanager
@@ -47,18 +56,51 @@ def sweep_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _record_local_job(out: Path, run_id: str, job_id: str) -> str | None:
+    """Record a local job (outside the sweep's lock, taken here for the read-modify-write so another
+    sweep's SLURM ids are never lost); returns the id recorded before, for `_unrecord_local_job`."""
+    with sweep_lock(out):
+        previous = read_jobs(out).get(run_id)
+        record_jobs(out, {run_id: job_id})
+    return previous
+
+
+def _unrecord_local_job(out: Path, run_id: str, job_id: str, previous: str | None) -> None:
+    """A local job that stepped aside (the cell was trained by another job, e.g. a SLURM sweep's): the
+    cell's id goes back to what it was, unless someone recorded another since."""
+    with sweep_lock(out):
+        jobs = read_jobs(out)
+        if jobs.get(run_id) != job_id:
+            return
+        if previous is None:
+            del jobs[run_id]
+        else:
+            jobs[run_id] = previous
+        rundir.atomic_write_json(out / JOBS_FILE, jobs)
+
+
 def submit_slurm(sweep: Sweep, cells: Sequence[Cell], runner: str) -> dict[str, str]:
     """One job array per chunk of `max_array_size` cells (SLURM's MaxArraySize caps arrays)."""
+    squeue_states()  # the controller answers (else one SchedulerError line, before sbatch prints its own)
     executor = make_executor(sweep, "slurm")
     chunk = int(sweep.executor.params.get("max_array_size", 1000))
     job_ids: dict[str, str] = {}
     for start in range(0, len(cells), chunk):
         part = cells[start : start + chunk]
-        jobs = executor.map_array(
-            CellJob(runner),
-            [config_to_dict(c.config) for c in part],
-            [str((sweep.runs_dir / c.run_id).resolve()) for c in part],
-        )
+        try:
+            jobs = executor.map_array(
+                CellJob(runner),
+                [config_to_dict(c.config) for c in part],
+                [str((sweep.runs_dir / c.run_id).resolve()) for c in part],
+            )
+        except OSError:
+            raise  # our own files (disk full, read-only): the CLI's storage line
+        except Exception as err:  # sbatch refused or the controller is unreachable (submitit's own errors)
+            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+            done = f"; {len(job_ids)} cell(s) were submitted before it (recorded in {JOBS_FILE})" if job_ids else ""
+            raise SchedulerError(
+                f"sbatch failed ({type(err).__name__}: {lines[-1] if lines else ''}){done}: rerun the sweep when SLURM answers"
+            ) from None
         new = {c.run_id: str(j.job_id) for c, j in zip(part, jobs, strict=True)}
         record_jobs(sweep.output_dir, new)  # after every array: a crash later still knows these jobs
         job_ids.update(new)
@@ -72,20 +114,25 @@ def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[s
     queue = list(cells)
     running: list[tuple[Cell, Any]] = []
     job_ids: dict[str, str] = {}
+    previous: dict[str, str | None] = {}
     failed: list[str] = []
     while queue or running:
         while queue and len(running) < parallel:
             cell = queue.pop(0)
             job = executor.submit(CellJob(runner), config_to_dict(cell.config), str((sweep.runs_dir / cell.run_id).resolve()))
             job_ids[cell.run_id] = f"local:{job.job_id}"
-            record_jobs(sweep.output_dir, {cell.run_id: job_ids[cell.run_id]})
+            previous[cell.run_id] = _record_local_job(sweep.output_dir, cell.run_id, job_ids[cell.run_id])
             running.append((cell, job))
         time.sleep(0.2)
         for cell, job in list(running):
             if job.done():
                 running.remove((cell, job))
+                skipped = _skipped(job)
+                if skipped is not None:  # trained (or being trained) by another job: its id stays the cell's
+                    _unrecord_local_job(sweep.output_dir, cell.run_id, job_ids[cell.run_id], previous[cell.run_id])
                 ok = rundir.is_done(sweep.runs_dir / cell.run_id)
-                skipped = None if ok else _skipped(job)
+                if ok and skipped is not None:
+                    skipped = "done by another job"
                 if not ok and skipped is None:
                     failed.append(cell.run_id)
                 word = "done  " if ok else "FAILED" if skipped is None else "busy  "
@@ -127,28 +174,37 @@ def run_sweep(
 ) -> SweepReport:
     """Expand, validate every cell, then submit (or run) the cells that are neither done nor queued.
     A cell whose folder ran other plugin code is refused, or rerun with `rerun_changed` (sweep.reuse)."""
+    check_output_dir(sweep)
     cells = expand(sweep, validate=True)
     kind = sweep.executor.kind
     if kind == "slurm" and not slurm_available():
         raise SweepError("executor 'slurm' needs the SLURM commands (sbatch, squeue, sacct) on PATH")
+    problems: list[str] = []
     if dry_run:
-        before = cell_statuses(sweep, cells)
-        return SweepReport(sweep, cells, before, dry_run=True, changed=changed_code_cells(sweep, cells, before))
+        before = cell_statuses(sweep, cells, problems=problems)
+        changed = changed_code_cells(sweep, cells, before)
+        return SweepReport(sweep, cells, before, dry_run=True, changed=changed, problems=problems)
     with sweep_lock(sweep.output_dir):
-        before = cell_statuses(sweep, cells)
+        before = cell_statuses(sweep, cells, problems=problems)
         changed = changed_code_cells(sweep, cells, before)
         if changed:
             refuse_or_set_aside(sweep, changed, rerun_changed, log)
-            before = cell_statuses(sweep, cells)
-        report = SweepReport(sweep, cells, before)
-        todo_ids = {s.run_id for s in before if s.state not in ("done", "running", "pending")}
+            problems.clear()
+            before = cell_statuses(sweep, cells, problems=problems)
+        report = SweepReport(sweep, cells, before, problems=problems)
+        todo_ids = {s.run_id for s in before if s.state not in KEPT_STATES}
         todo = [c for c in cells if c.run_id in todo_ids]
         rundir.atomic_write_text(sweep.output_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
         write_cell_files(sweep, todo)
         if not todo:
             return report
         if kind == "slurm":
-            report.submitted = submit_slurm(sweep, todo, runner)
+            if problems:  # squeue did not answer: sbatch will not either; the report says what is known
+                return report
+            try:
+                report.submitted = submit_slurm(sweep, todo, runner)
+            except SchedulerError as err:
+                report.problems.append(str(err))  # after the cells submitted before it, which jobs.json records
             return report
     # local and inline runs wait for their cells: outside the lock, so `status` stays usable meanwhile
     if kind == "local":
@@ -161,9 +217,12 @@ def run_sweep(
 
 def cancel_sweep(target: str | Path) -> list[str]:
     """scancel this sweep's queued and running jobs; returns the job ids cancelled."""
-    sweep, statuses = sweep_status(target)
+    problems: list[str] = []
+    sweep, statuses = sweep_status(target, problems)
     if sweep.executor.kind != "slurm":
         raise SweepError(f"sweep '{sweep.name}' ran with the {sweep.executor.kind} executor: nothing queued to cancel")
+    if problems:
+        raise SchedulerError(f"nothing cancelled: cannot ask SLURM which jobs are queued ({problems[0]})")
     active = [s.job_id for s in statuses if s.state in ("running", "pending") and s.job_id]
     if active:
         run_slurm_command(["scancel", *active])

@@ -69,9 +69,19 @@ class Tracking:
     def __init__(self, run_dir: Path, trackers: list[Tracker]) -> None:
         self.run_dir = run_dir
         self.trackers = trackers
-        path = run_dir / rundir.TRACKER
-        self.state: dict[str, dict[str, Any]] = rundir.read_json(path) if path.is_file() else {}
         self.closed = False
+        self.state: dict[str, dict[str, Any]] = {}
+        path = run_dir / rundir.TRACKER
+        if trackers and path.is_file():  # no tracker configured: the file is never read
+            try:
+                state = rundir.read_json(path, dict)
+                if not all(isinstance(v, dict) for v in state.values()):
+                    raise ValueError(f"{path} must map each tracker to its run")
+                self.state = state
+            except ValueError as err:  # trackers never stop a run: new tracker runs are started instead
+                line = f"warning: {err}; new tracker runs are started and the file is rewritten"
+                rundir.append_log(self.run_dir, line)
+                print(f"dmlbench: {line}", file=sys.stderr, flush=True)
 
     def warn(self, tracker: str, err: BaseException) -> None:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -92,12 +92,21 @@ def file_digest(path: Path) -> dict[str, Any]:
 
 
 def read_manifest(run_dir: Path) -> dict[str, dict[str, Any]] | None:
-    """checkpoint.json: file name -> {size, sha256}; None when absent or unreadable (runs older than it)."""
+    """checkpoint.json: file name -> {size, sha256}; None when absent, unreadable or without one well-formed
+    entry (runs older than it, a damaged file): the checkpoints are then tried by loading them, never
+    thrown away for want of a record."""
     try:
         data = json.loads((run_dir / rundir.CHECKPOINT_MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    entries = {
+        name: entry
+        for name, entry in data.items()
+        if isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)
+    }
+    return entries or None
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -161,6 +170,8 @@ def load_checkpoint(run_dir: Path, log: Callable[[str], None] | None = None) -> 
     """The latest usable checkpoint's state; None when there is none (or none usable: logged)."""
     log = log or (lambda line: rundir.append_log(run_dir, line))
     manifest = read_manifest(run_dir)
+    if manifest is None and (run_dir / rundir.CHECKPOINT_MANIFEST).is_file():
+        log(f"warning: {rundir.CHECKPOINT_MANIFEST} holds no usable record: checking the checkpoints by loading them")
     problems: list[str] = []
     for name in (rundir.CHECKPOINT, rundir.CHECKPOINT_PREVIOUS):
         path = run_dir / name

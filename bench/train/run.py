@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from dmlbench import losses, rundir
-from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, load_yaml, run_id
+from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, read_yaml_file, run_id
 from dmlbench.data.dataset import ImageDataset
+from dmlbench.errors import DmlbenchError
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.plugins import check_same_code, record_code
 from dmlbench.registry import import_plugins
@@ -66,7 +67,7 @@ def write_config(run_dir: Path, cfg: Config) -> None:
     """Write config.yaml, or check that an existing one describes the same run."""
     path = run_dir / rundir.CONFIG
     if path.is_file():
-        existing = config_from_dict(load_yaml(path.read_text()))
+        existing = config_from_dict(read_yaml_file(path))
         if run_id(existing) != run_id(cfg):
             raise ConfigError(
                 f"{run_dir} already holds a different run (run_id {run_id(existing)} != {run_id(cfg)}); "
@@ -256,12 +257,35 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
             return train_head_run(cfg, run_dir, device, progress=progress)
     world = distributed.world_for(cfg.train.distributed)
     device = distributed.join(world, device)
+    created = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)
     try:
         with contextlib.ExitStack() as held:
             return _train_and_evaluate(cfg, run_dir, device, world, held, progress and world.is_main)
+    except DmlbenchError:
+        if created is not None and world.is_main:
+            remove_unstarted(run_dir, created)  # e.g. a sampler parameter the data cannot satisfy: no empty folder
+        raise
     finally:
         if world.distributed:
             distributed.leave()
+
+
+def remove_unstarted(run_dir: Path, created: Path) -> None:
+    """Remove a run folder this command created (and its parents up to `created`, when empty) after it
+    stopped before training wrote anything of worth: only the files a start writes are there."""
+    startup = {rundir.CONFIG, rundir.CODE, rundir.LOG, rundir.TRACKER}
+    with contextlib.suppress(OSError):
+        names = {p.name for p in run_dir.iterdir()}
+        if not names <= startup:
+            return
+        for name in names:
+            (run_dir / name).unlink()
+        folder = run_dir
+        while True:
+            folder.rmdir()  # OSError once a folder is not empty: stops there
+            if folder == created:
+                return
+            folder = folder.parent
 
 
 def _train_and_evaluate(

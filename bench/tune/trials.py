@@ -25,7 +25,7 @@ from dmlbench.sweep.executor import make_executor, record_jobs, write_cell_files
 from dmlbench.sweep.expand import Cell
 from dmlbench.sweep.job import DEFAULT_RUNNER, exception_summary, route_preemption_to_submitit, run_cell
 from dmlbench.sweep.spec import Sweep
-from dmlbench.sweep.status import cell_statuses
+from dmlbench.sweep.status import KEPT_STATES, cell_statuses
 
 if TYPE_CHECKING:  # not imported at run time: a job process unpickling TrialJob stays light (no Optuna)
     from dmlbench.tune.spec import Method, TuneSpec
@@ -138,7 +138,7 @@ def submit(spec: TuneSpec, sweep: Sweep, works: Sequence[TrialWork], runner: str
     skip: set[str] = set()
     if kind == "slurm":  # a resumed trial's cells may still be queued or running: never submit them twice
         all_cells = [c for work in works for c in work.cells]
-        skip = {s.run_id for s in cell_statuses(sweep, all_cells) if s.state in ("done", "running", "pending")}
+        skip = {s.run_id for s in cell_statuses(sweep, all_cells) if s.state in KEPT_STATES}
     groups = [(work, group) for work in works for group in _job_groups(spec, sweep, work.cells, skip)]
     if not groups:
         return

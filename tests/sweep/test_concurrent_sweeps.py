@@ -63,3 +63,32 @@ def test_a_cell_whose_folder_is_busy_steps_aside_without_an_error(tmp_path: Path
     assert not (folder / rundir.ERROR).exists() and not (folder / TRAINED).exists()
     assert "sweep: not started: " in (folder / rundir.LOG).read_text()
 
+
+
+@pytest.mark.slow  # one sweep command and two cell processes, each importing torch
+def test_a_cell_another_sweeps_job_trains_keeps_that_jobs_id(tmp_path: Path) -> None:
+    """A local and a SLURM sweep at once: the local sweep chose its cells before the SLURM sweep submitted
+    one of them, whose job then holds the cell's lease. The local job of that cell steps aside, and
+    jobs.json keeps the SLURM job's id (under the sweep's lock), not `local:PID`."""
+    from dmlbench.sweep import expand
+    from dmlbench.sweep.submit import _record_jobs, sweep_lock
+
+    data = sweep_dict(tmp_path, grid={"seed": [0, 1]}, executor={"kind": "local", "local_parallelism": 1, "timeout_min": 5})
+    data["base"]["train"]["epochs"] = 3
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(yaml.safe_dump(data))
+    local = start_sweep(sweep_file, epoch_s=2.0)
+    sweep = load_sweep(sweep_file)
+    first, second = expand(sweep, validate=False)
+    deadline = time.time() + 300
+    while not (sweep.runs_dir / first.run_id / "lease.json").exists():  # the first cell trains ...
+        assert time.time() < deadline and local.poll() is None, local.communicate()
+        time.sleep(0.1)
+    with Lease(sweep.runs_dir / second.run_id):  # ... while a SLURM job starts on the second
+        with sweep_lock(sweep.output_dir):  # as `dmlbench sweep` records its jobs
+            _record_jobs(sweep.output_dir, {second.run_id: "999999_1"})
+        out, err = local.communicate(timeout=600)
+    assert local.returncode == 0 and "Traceback" not in err, out + err
+    assert f"busy   {second.run_id}" in out, out
+    jobs = rundir.read_json(sweep.output_dir / "jobs.json")
+    assert jobs[second.run_id] == "999999_1" and jobs[first.run_id].startswith("local:"), jobs
