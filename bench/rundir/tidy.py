@@ -105,7 +105,8 @@ def tidy_done(run_dir: Path, queued_jobs: set[str] | None = None) -> dict[str, i
     if info is not None and stale_reason(info, queued_jobs=queued_jobs) is None:
         return {}
     removed = prune_after_done(run_dir, run_keep(run_dir))
-    if info is not None and move_aside(run_dir, info):
-        removed[LEASE] = 0
+    with contextlib.suppress(OSError):  # a read-only folder, another user's: left as it is
+        if info is not None and move_aside(run_dir, info):
+            removed[LEASE] = 0
     removed.update(remove_temp_files(run_dir))
     return removed
