@@ -1,7 +1,8 @@
 """One writer per run folder: the lease a trainer holds while it trains a run folder.
 
 ``lease.json`` names the holder (host, pid, the pid's start time, SLURM job id) and a heartbeat that a
-background thread refreshes every `HEARTBEAT_S` seconds. It is created atomically with `os.link` of a
+background thread refreshes every `heartbeat_interval_s()` seconds (30 s, or a fifth of the stale limit
+when that is shorter, so a live holder never looks stale). It is created atomically with `os.link` of a
 fully written temporary file (fails when the lease exists; reliable on NFS, unlike `flock`), so a
 reader never sees a half-written lease and two trainers never both create one.
 
@@ -13,10 +14,15 @@ A lease whose holder is gone is stale and is taken over:
 - otherwise (another host, no SLURM) the heartbeat is older than `stale_after_s()` (default 10 min,
   environment variable ``DMLBENCH_LEASE_STALE_S``).
 
-Takeover renames the stale lease aside (one renamer wins), checks that what it renamed is the lease
-it judged stale (else puts it back), and then creates its own. A holder whose heartbeat finds the
-lease no longer its own (taken over after a long stall) logs it; the trainer stops at its next
-checkpoint (`Lease.check`).
+Takeover renames the stale lease aside (one renamer wins), re-checks that what it renamed is the lease
+it judged stale, heartbeat included (a holder that beat meanwhile is alive: the lease is put back), and
+then creates its own.
+
+The holder fails safe: a heartbeat that cannot be written (`ENOSPC`, an I/O error), a heartbeat thread
+that died, or a lease found no longer its own (taken over after a long stall) marks the lease lost for
+good, and the trainer stops with one line at its next step (`Lease.check`, cheap: no I/O) or before its
+next write (`Lease.confirm`: refreshes the heartbeat synchronously and re-reads the lease). It never trains
+on under a frozen heartbeat that a trainer elsewhere would take for a dead one.
 """
 
 from __future__ import annotations
@@ -47,11 +53,23 @@ class RunFolderBusyError(DmlbenchError, RuntimeError):
     label = "run folder busy"
 
 
+class LeaseLostError(DmlbenchError, RuntimeError):
+    """This trainer's lease is lost (taken over, or its heartbeat could not be written): it stops."""
+
+    exit_code = 1
+    label = "run stopped"
+
+
 def stale_after_s() -> float:
     try:
         return float(os.environ.get("DMLBENCH_LEASE_STALE_S", DEFAULT_STALE_AFTER_S))
     except ValueError:
         return DEFAULT_STALE_AFTER_S
+
+
+def heartbeat_interval_s() -> float:
+    """Seconds between heartbeats: `HEARTBEAT_S`, or a fifth of the stale limit when that is shorter."""
+    return min(HEARTBEAT_S, stale_after_s() / 5)
 
 
 def own_slurm_job() -> str | None:
@@ -180,15 +198,16 @@ def live_holder(run_dir: Path, queued_jobs: set[str] | None = None) -> LeaseInfo
 class Lease:
     """The lease on one run folder, held by this process: `acquire`, then `release` (or `with`)."""
 
-    def __init__(self, run_dir: Path, log: Any = None, heartbeat_s: float = HEARTBEAT_S) -> None:
+    def __init__(self, run_dir: Path, log: Any = None, heartbeat_s: float | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LEASE
         self.log = log or (lambda _line: None)
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat_s = heartbeat_interval_s() if heartbeat_s is None else heartbeat_s
         self.info: LeaseInfo | None = None
-        self.lost: str | None = None  # why the lease is no longer ours (taken over while we stalled)
+        self.lost: str | None = None  # why the lease is no longer ours (set once, never cleared)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._beat_lock = threading.Lock()  # the thread's and `confirm`'s heartbeats share one temp file
 
     def _new_info(self) -> LeaseInfo:
         now = time.time()
@@ -203,7 +222,8 @@ class Lease:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as err:  # a full or read-only disk: named as lease.json, no temporary file left
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise OSError(err.errno, err.strerror, str(self.path)) from err if err.errno else err
         return tmp
 
@@ -242,20 +262,7 @@ class Lease:
 
     def _take_over(self, stale: LeaseInfo) -> bool:
         """Move the stale lease aside; True when what moved was that lease (the caller then creates its own)."""
-        aside = self.run_dir / f".{LEASE}.stale-{uuid.uuid4().hex}"
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return False  # another taker moved it first
-        moved = read_lease_file(aside)
-        if moved is not None and moved.token != stale.token:
-            # a fresh lease replaced the stale one after we read it: put it back unless yet another exists
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, self.path)
-            aside.unlink(missing_ok=True)
-            return False
-        aside.unlink(missing_ok=True)
-        return True
+        return move_aside(self.run_dir, stale)
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
@@ -263,30 +270,64 @@ class Lease:
         self._thread.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            self.heartbeat()
+        try:
+            while not self._stop.wait(self.heartbeat_s) and not self.lost:
+                self.heartbeat()
+        except BaseException as err:  # whatever stops the thread: the lease fails safe
+            self._lose(f"its heartbeat thread stopped ({type(err).__name__}: {err})")
+
+    def _lose(self, why: str) -> None:
+        if self.lost is None:
+            self.lost = why
+            with contextlib.suppress(OSError):
+                self.log(f"lease: lost: {why}")
 
     def heartbeat(self) -> None:
-        """Refresh the heartbeat if the lease is still ours; else record that it was lost."""
-        if self.info is None or self.lost:
-            return
-        current = read_lease(self.run_dir)
-        if current is None or current.token != self.info.token:
-            self.lost = f"the lease of {self.run_dir} was taken over by " + (current.describe() if current else "nobody")
-            with contextlib.suppress(OSError):
-                self.log(f"lease: {self.lost}")
-            return
-        self.info.heartbeat = time.time()
-        tmp = self._write_tmp(self.info)
-        try:
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        """Refresh the heartbeat if the lease is still ours; else, or when it cannot be written, mark the
+        lease lost (for good: the trainer stops, and a rerun resumes from the last checkpoint)."""
+        with self._beat_lock:
+            if self.info is None or self.lost:
+                return
+            current = read_lease(self.run_dir)
+            if current is None or current.token != self.info.token:
+                taker = "nobody (lease.json is gone)" if current is None else current.describe()
+                if current is not None and current.token == "unreadable":
+                    taker = "nobody (lease.json became unreadable)"
+                self._lose(f"the lease of {self.run_dir} was taken over by {taker}")
+                return
+            beat = time.time()
+            tmp = self.run_dir / f".{LEASE}.{self.info.token}.tmp"
+            try:
+                self._write_tmp(LeaseInfo(**{**asdict(self.info), "heartbeat": beat}))
+                os.replace(tmp, self.path)
+            except OSError as err:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                self._lose(f"could not refresh the heartbeat in {self.path}: {err.strerror or err}")
+                return
+            self.info.heartbeat = beat
 
     def check(self) -> None:
-        """Raise RunFolderBusyError when the lease was taken over (call before writing a checkpoint)."""
+        """Raise RunFolderBusyError when the lease is lost, its heartbeat thread died, or the heartbeat fell
+        behind and cannot be refreshed now. Cheap (no I/O while the heartbeat keeps time): call every step."""
+        if self.info is None:
+            return
+        if not self.lost and (self._thread is None or not self._thread.is_alive()):
+            self._lose("its heartbeat thread stopped")
+        if not self.lost and time.time() - self.info.heartbeat > 2.5 * self.heartbeat_s:
+            self.heartbeat()  # the thread fell behind (a stalled process, a slow disk): beat here or stop
         if self.lost:
-            raise RunFolderBusyError(f"{self.lost}; this trainer stops without writing")
+            raise LeaseLostError(
+                f"{self.lost}; this trainer stops without writing more (a rerun resumes from the last checkpoint)"
+            )
+
+    def confirm(self) -> None:
+        """Refresh the heartbeat now and raise (as `check`) unless the lease is still ours: call right
+        before a write that a second trainer must never duplicate (checkpoint, metrics.json, DONE)."""
+        if self.info is None:
+            return
+        self.heartbeat()
+        self.check()
 
     def release(self) -> None:
         self._stop.set()
@@ -303,6 +344,27 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def move_aside(run_dir: Path, stale: LeaseInfo) -> bool:
+    """Remove the lease judged stale (`stale`, as read); True when what was removed is that very lease.
+
+    It is renamed aside first (one renamer wins) and re-checked: a lease that another trainer created
+    meanwhile, or whose holder beat again since it was judged (alive after all), is put back."""
+    path = Path(run_dir) / LEASE
+    aside = Path(run_dir) / f".{LEASE}.stale-{uuid.uuid4().hex}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False  # another taker moved it first
+    moved = read_lease_file(aside)
+    if moved is not None and (moved.token, moved.heartbeat) != (stale.token, stale.heartbeat):
+        with contextlib.suppress(FileExistsError):  # unless yet another lease exists by now
+            os.link(aside, path)
+        aside.unlink(missing_ok=True)
+        return False
+    aside.unlink(missing_ok=True)
+    return True
 
 
 def read_lease_file(path: Path) -> LeaseInfo | None:

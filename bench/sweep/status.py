@@ -7,6 +7,7 @@ again. The table shows each lease's holder."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from dmlbench import rundir
 from dmlbench.errors import FileFormatError, SchedulerError
 from dmlbench.rundir import lease
+from dmlbench.rundir.tidy import needs_tidy, tidy_done
 from dmlbench.sweep.expand import Cell, describe_cell, expand
 from dmlbench.sweep.slurm import ACTIVE_RUNNING, sacct_states, slurm_available, squeue_states
 from dmlbench.sweep.spec import JOBS_FILE, Sweep, load_sweep
@@ -58,7 +60,8 @@ def cell_statuses(
     folders, jobs.json, and (for SLURM sweeps) squeue + sacct. A run's own error.txt wins over the
     scheduler's verdict: a cell whose run failed is `failed` even if its job was later cancelled.
     When SLURM cannot be asked, its message is appended to `problems` and the cells only it could place
-    are `unknown`; everything else is what the run folders show."""
+    are `unknown`; everything else is what the run folders show. A DONE folder that a trainer killed after
+    DONE left unpruned is pruned on the way (`rundir.tidy`)."""
     jobs = read_jobs(sweep.output_dir)
     slurm_ids = {rid: j for rid, j in jobs.items() if not j.startswith("local:")}
     ask_slurm = bool(query_scheduler and slurm_ids and slurm_available())
@@ -76,7 +79,13 @@ def cell_statuses(
         folder = sweep.runs_dir / cell.run_id
         job = jobs.get(cell.run_id)
         status = CellStatus(cell.run_id, "unsubmitted", cell.grid, job)
-        folder_state = rundir.run_state(folder)  # what the folder alone says; the scheduler refines it
+        try:
+            names = set(os.listdir(folder))
+        except OSError:
+            names = set()
+        folder_state = rundir.run_state(folder, names)  # what the folder alone says; the scheduler refines it
+        if folder_state == "done" and needs_tidy(names):
+            tidy_done(folder, queued_jobs=queued)  # left unpruned by a trainer killed after DONE
         holder = None if folder_state == "done" else lease.read_lease(folder)
         if holder is not None:
             status.holder = holder.describe()

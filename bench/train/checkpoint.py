@@ -10,13 +10,12 @@ verifies the latest against that record and falls back to the previous one (a wa
 when neither is usable the run restarts from scratch with a message saying so. A failed write
 (`ENOSPC`, an I/O error) stops the run with one line and leaves the previous checkpoint in place.
 
-Retention (`train.keep`, applied once the run is DONE): `full` keeps checkpoint.pt, `weights` keeps
-only the model's weights (`model.pt`), `none` keeps neither.
+Retention (`train.keep`, applied once the run is DONE, `dmlbench.rundir.tidy.prune_after_done`): `full`
+keeps checkpoint.pt, `weights` keeps only the model's weights (`model.pt`), `none` keeps neither.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -199,16 +198,6 @@ def save_weights(run_dir: Path, model: torch.nn.Module) -> None:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     rundir.atomic_write_bytes(run_dir / rundir.WEIGHTS, buffer.getvalue())
-
-
-def prune_after_done(run_dir: Path, keep: str) -> None:
-    """Retention once DONE: `full` keeps checkpoint.pt, `weights` and `none` drop every checkpoint file."""
-    drop = [rundir.CHECKPOINT_PREVIOUS]
-    if keep != "full":
-        drop += [rundir.CHECKPOINT, rundir.CHECKPOINT_MANIFEST]
-    for name in drop:
-        with contextlib.suppress(OSError):  # a file left behind costs disk, never a result
-            (run_dir / name).unlink(missing_ok=True)
 
 
 def restore_checkpoint(checkpoint: dict[str, Any], trainer: Trainer, sampler: samplers.BatchSampler) -> None:

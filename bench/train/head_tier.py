@@ -42,6 +42,7 @@ from dmlbench.errors import ConfigError, NonFiniteLossError
 from dmlbench.evaluate import evaluate_layers
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.model import BACKBONES, EmbeddingNet, weights_location
+from dmlbench.rundir.lease import Lease
 from dmlbench.train.environment import dataset_facts, features_digest, fingerprint, write_environment
 from dmlbench.train.features import save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
@@ -170,8 +171,11 @@ def train_head(parts: RunParts, features: torch.Tensor, head: Head, loss_fn: los
     return history
 
 
-def train_head_run(cfg: Config, run_dir: Path, device: torch.device, *, progress: bool = True) -> dict[str, Any]:
-    """`train_run` for `train.tier: head` (the caller has checked DONE, run preflight and written config.yaml)."""
+def train_head_run(
+    cfg: Config, run_dir: Path, device: torch.device, *, progress: bool = True, lease: Lease | None = None
+) -> dict[str, Any]:
+    """`train_run` for `train.tier: head` (the caller has checked DONE, run preflight and written config.yaml;
+    `lease`, the folder's, is confirmed before each write: a trainer whose lease is lost writes nothing)."""
 
     def log(line: str) -> None:
         rundir.append_log(run_dir, line)
@@ -187,19 +191,21 @@ def train_head_run(cfg: Config, run_dir: Path, device: torch.device, *, progress
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_and_evaluate(cfg, run_dir, parts, features, log)
+        return _train_and_evaluate(cfg, run_dir, parts, features, log, lease.confirm if lease is not None else lambda: None)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train_and_evaluate(
-    cfg: Config, run_dir: Path, parts: RunParts, features: torch.Tensor, log: Callable[[str], None]
+    cfg: Config, run_dir: Path, parts: RunParts, features: torch.Tensor, log: Callable[[str], None],
+    confirm_lease: Callable[[], None],
 ) -> dict[str, Any]:
     torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     seed_everything(cfg.seed)
     head = Head(features.shape[1], cfg.model.fc_dim, cfg.model.emb_dim, parts.index.num_attributes).to(parts.device)
     loss_fn = losses.build(cfg.loss.name, parts.loss_harness(), **cfg.loss.params).to(parts.device)
     history = train_head(parts, features, head, loss_fn)
+    confirm_lease()
     rundir.write_history(run_dir, history)
 
     head.eval()
@@ -235,8 +241,10 @@ def _train_and_evaluate(
         "notes": [*parts.notes, f"fast tier: frozen {cfg.model.backbone}, head trained"],
         "layers": metrics,
     }
+    confirm_lease()
     save_embedding_sample(run_dir, parts, feats, positions)
     rundir.atomic_write_json(run_dir / rundir.METRICS, result)
+    confirm_lease()
     rundir.mark_done(run_dir, {"run_id": result["run_id"]})
     log(f"done: {run_dir}")
     return result

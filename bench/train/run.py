@@ -27,15 +27,10 @@ from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.plugins import check_same_code, record_code
 from dmlbench.registry import import_plugins
 from dmlbench.rundir.lease import Lease
+from dmlbench.rundir.tidy import prune_after_done, remove_temp_files, tidy_done
 from dmlbench.track import Tracking, open_tracking
 from dmlbench.train import distributed
-from dmlbench.train.checkpoint import (
-    load_checkpoint,
-    prune_after_done,
-    restore_checkpoint,
-    save_checkpoint,
-    save_weights,
-)
+from dmlbench.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint, save_weights
 from dmlbench.train.environment import dataset_facts, fingerprint, write_environment
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
@@ -120,6 +115,11 @@ class EpochRunner:
     labels_all: torch.Tensor
     attributes: torch.Tensor | None
     world: distributed.World = field(default_factory=distributed.World)  # only its main process writes
+    lease: Lease | None = None  # the folder's lease (main process): the run stops once it is lost
+
+    def confirm_lease(self) -> None:
+        """Before a write: every process stops when the main one's lease is no longer its own."""
+        self.world.on_main(self.lease.confirm if self.lease is not None else lambda: None)
 
     def run_epoch(self, epoch: int, first_step: int, partial: EpochProgress) -> tuple[dict[str, Any], dict[str, Any]]:
         """Train steps `first_step`.. of `epoch`; returns its history row and the sampler state after its last batch."""
@@ -140,6 +140,8 @@ class EpochRunner:
             loaded = next(self.loader)
             if (loaded.epoch, loaded.step) != (epoch, step):  # cannot happen: one schedule feeds both
                 raise RuntimeError(f"loaded batch {(loaded.epoch, loaded.step)} where step {(epoch, step)} was due")
+            if self.lease is not None and not self.world.distributed:
+                self.lease.check()  # a lost lease (taken over, heartbeat unwritable) stops at the next step
             loss, grad_norm = self.trainer.step(
                 *batch_tensors(loaded, self.labels_all, self.attributes, self.parts.device),
                 where=f"epoch {epoch + 1}, step {step + 1}",
@@ -150,6 +152,7 @@ class EpochRunner:
             bar.set_postfix(loss=f"{np.mean(partial.losses):.4f}")
             if every_batches and (step + 1) % every_batches == 0 and step + 1 < num_batches:
                 partial.time_s = time.time() - started
+                self.confirm_lease()
                 self.save_mid_epoch(loaded, partial)
         bar.close()
         if self.trainer.scheduler is not None:
@@ -196,10 +199,12 @@ def final_evaluation(
     trainer: Trainer,
     progress: bool,
     before_done: Callable[[dict[str, Any]], None] | None = None,
+    lease: Lease | None = None,
 ) -> dict[str, Any]:
     """Test metrics of every layer, the embedding sample, metrics.json and DONE; returns metrics.json's dict.
 
-    `before_done(result)` runs after metrics.json is written and before DONE (nothing writes after DONE)."""
+    `before_done(result)` runs after metrics.json is written and before DONE (nothing writes after DONE).
+    `lease`: confirmed before the results are written (a trainer whose lease is lost writes none)."""
     cfg = parts.cfg
     metrics, feats = evaluate_positions(trainer.model, parts, parts.eval_positions, progress, "test features")
     result = {
@@ -211,6 +216,8 @@ def final_evaluation(
         "notes": parts.notes,
         "layers": metrics,
     }
+    if lease is not None:
+        lease.confirm()
     save_embedding_sample(run_dir, parts, feats, parts.eval_positions)
     positions = parts.eval_positions
     index = parts.index
@@ -223,9 +230,17 @@ def final_evaluation(
         save_weights(run_dir, trainer.model)
     if before_done is not None:
         before_done(result)
+    if lease is not None:
+        lease.confirm()
     rundir.mark_done(run_dir, {"run_id": result["run_id"]})
     prune_after_done(run_dir, cfg.train.keep)
     return result
+
+
+def log_removed_temp_files(run_dir: Path, removed: dict[str, int]) -> None:
+    if removed:
+        size = sum(removed.values()) / 1e6
+        rundir.append_log(run_dir, f"removed {len(removed)} temporary file(s) of interrupted writes ({size:.1f} MB): {', '.join(sorted(removed))}")
 
 
 def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True) -> dict[str, Any]:
@@ -240,6 +255,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
     if rundir.is_done(run_dir):
         import_plugins(cfg.plugins)
         check_same_code(run_dir, cfg)  # a finished run of other plugin code is not this run's result
+        tidy_done(run_dir)  # pruning a trainer killed after DONE never got to
         return rundir.read_json(run_dir / rundir.METRICS)
     # Typos, missing weights or a missing compiler fail before the run folder even exists.
     device = preflight(cfg)
@@ -247,14 +263,15 @@ def train_run(cfg: Config, run_dir: Path | None = None, *, progress: bool = True
         if cfg.train.distributed:
             raise ConfigError("train.tier=head runs in one process; set train.distributed=false")
         run_dir.mkdir(parents=True, exist_ok=True)
-        with Lease(run_dir, log=lambda line: rundir.append_log(run_dir, line)):
+        with Lease(run_dir, log=lambda line: rundir.append_log(run_dir, line)) as lease:
             if rundir.is_done(run_dir):  # finished by the lease's previous holder while we started
                 return rundir.read_json(run_dir / rundir.METRICS)
             write_config(run_dir, cfg)
             record_code(run_dir, cfg)
+            log_removed_temp_files(run_dir, remove_temp_files(run_dir))
             from dmlbench.train.head_tier import train_head_run
 
-            return train_head_run(cfg, run_dir, device, progress=progress)
+            return train_head_run(cfg, run_dir, device, progress=progress, lease=lease)
     world = distributed.world_for(cfg.train.distributed)
     device = distributed.join(world, device)
     created = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)
@@ -300,6 +317,7 @@ def _train_and_evaluate(
         if not rundir.is_done(run_dir):
             write_config(run_dir, cfg)
             record_code(run_dir, cfg)
+            log_removed_temp_files(run_dir, remove_temp_files(run_dir))  # of writes killed in an earlier attempt
 
     world.on_main(start_folder)  # a data-parallel run: process 0 writes the folder, all stop if it cannot
     if rundir.is_done(run_dir):  # finished by the lease's previous holder while we started
@@ -339,6 +357,7 @@ def _train_and_evaluate(
         labels_all=torch.from_numpy(parts.loss_labels),
         attributes=None if parts.index.attributes is None else torch.from_numpy(parts.index.attributes.astype(np.float32)),
         world=world,
+        lease=lease,
     )
     for epoch in range(start.epoch, cfg.train.epochs):
         resumed = epoch == start.epoch and start.step > 0
@@ -349,10 +368,9 @@ def _train_and_evaluate(
         if val is not None:
             row["val"] = val
         history.append(row)
+        runner.confirm_lease()  # lost (taken over while we stalled, heartbeat unwritable): the holder writes, not us
         if world.is_main:
             # History first: a kill between the two writes leaves an extra row that resume drops.
-            if lease is not None:
-                lease.check()  # taken over while this process stalled: the new holder writes, not us
             rundir.write_history(run_dir, history)
             # Trackers before the checkpoint: once it exists they hold this epoch, so a resume from it
             # never logs the epoch twice (a kill before it re-trains the epoch, which they skip).
@@ -363,6 +381,6 @@ def _train_and_evaluate(
     del runner  # shuts the loader's worker processes down before evaluation starts its own
     if not world.is_main:
         return {"run_id": run_id(cfg), "rank": world.rank}
-    result = final_evaluation(run_dir, parts, trainer, progress, before_done=tracking.finish)
+    result = final_evaluation(run_dir, parts, trainer, progress, before_done=tracking.finish, lease=lease)
     log(f"done: {run_dir}")
     return result

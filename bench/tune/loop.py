@@ -30,7 +30,18 @@ from dmlbench.sweep.spec import Sweep
 from dmlbench.sweep.status import cell_statuses
 from dmlbench.sweep.submit import SweepReport, run_sweep
 from dmlbench.tune.spec import TUNE_FILE, TuneSpec, check_spec
-from dmlbench.tune.study import FINISHED, ask, best_trial, open_studies, tell, trial_counts
+from dmlbench.tune.study import (
+    FINISHED,
+    abandon,
+    ask,
+    best_trial,
+    counted,
+    missing_params,
+    open_studies,
+    remove_stale_journal_lock,
+    tell,
+    trial_counts,
+)
 from dmlbench.tune.trials import ENDED, TrialWork, ended, submit, trial_cells, trial_value, trials_sweep
 
 FINAL_DIR = "final"
@@ -119,13 +130,20 @@ class TuneLoop:
         self.in_flight: list[TrialWork] = []
 
     def asked(self, name: str) -> int:
-        return len(self.studies[name].get_trials(deepcopy=False))
+        return len(counted(self.studies[name].get_trials(deepcopy=False)))
 
     def resume_running(self) -> None:
-        """Trials asked by an earlier (killed) run and never told: their cells continue, no new ask."""
+        """Trials asked by an earlier (killed) run and never told: their cells continue, no new ask. One
+        lacking params (asked by an older dmlbench, killed mid-ask) never ran: abandoned and asked anew."""
         works = []
         for name, study in self.studies.items():
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                missing = missing_params(trial, self.methods[name])
+                if missing:
+                    why = f"asked without {', '.join(missing)} (a tune killed while asking); never ran"
+                    abandon(study, trial, why)
+                    self.log(f"{name} trial {trial.number}: {why}: abandoned (outside the budget), asking anew")
+                    continue
                 cells = trial_cells(self.spec, self.sweep, self.methods[name], trial.number, dict(trial.params))
                 works.append(TrialWork(self.methods[name], trial.number, cells))
         if works:
@@ -143,7 +161,7 @@ class TuneLoop:
             if not open_methods:
                 break
             method = min(open_methods, key=lambda m: self.asked(m.name))
-            trial = ask(self.spec, self.studies[method.name], method)
+            trial = ask(self.spec, self.studies[method.name], method)  # params and trial: one journal record
             cells = trial_cells(self.spec, self.sweep, method, trial.number, dict(trial.params))
             new.append(TrialWork(method, trial.number, cells))
         if new:
@@ -158,7 +176,7 @@ class TuneLoop:
             best = best_trial(study.get_trials(deepcopy=False))
             shown = "FAILED (see error.txt in its run folders)" if value is None else f"{value:.4f}"
             best_text = f"{best.value:.4f} (#{best.number})" if best is not None else "-"
-            done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+            done = sum(t.state in FINISHED for t in counted(study.get_trials(deepcopy=False)))
             self.log(f"{work.method.name} trial {work.number}: {self.spec.metric} {shown}; best {best_text}; {done}/{self.spec.trials} done")
 
     def run(self) -> None:
@@ -190,6 +208,7 @@ def run_tune(spec: TuneSpec, *, runner: str = DEFAULT_RUNNER, log: Callable[[str
     check_same_spec(spec)
     with tune_lock(spec.output_dir):
         rundir.atomic_write_text(spec.output_dir / TUNE_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        remove_stale_journal_lock(spec.output_dir)  # left by a tune killed mid-append; we are the only writer
         loop = TuneLoop(spec, runner, log)
         loop.run()
         protocol = write_protocol(spec, loop.studies)

@@ -2,9 +2,13 @@
 trial bookkeeping that makes a re-run resume without losing or duplicating trials.
 
 The journal (Optuna's JournalFileStorage) is an append-only log with file locks, so it works on shared
-filesystems where SQLite does not. A trial is asked (and so written to the journal, params included)
-before its cells are submitted; a re-run finds it RUNNING and resumes its cells instead of asking anew.
-The budget counts every asked trial, whatever its state, so no method ever gets more than `trials`.
+filesystems where SQLite does not. A trial is asked before its cells are submitted: its params are drawn
+first and the trial is written with all of them in one journal record, so a killed `tune` never leaves
+a trial with part of its params; a re-run finds it RUNNING and resumes its cells instead of asking anew.
+A RUNNING trial that lacks params all the same (a journal written before this rule) is abandoned (FAIL,
+marked `INCOMPLETE`, outside the budget) and asked anew: it never ran, and is never run with base-config
+values for the params it lacks. The budget counts every other asked trial, whatever its state, so no
+method ever gets more than `trials`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dmlbench.tune.spec import Method, TuneSpec
 
 JOURNAL_FILE = "study.journal"
+INCOMPLETE = "dmlbench_incomplete"  # user attribute of a trial abandoned for lacking params (never ran)
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 optuna.logging.set_verbosity(logging.WARNING)  # our own log lines say what happened to each trial
@@ -66,10 +71,45 @@ def existing_studies(out: Path) -> dict[str, list[FrozenTrial]]:
     }
 
 
-def ask(spec: TuneSpec, study: optuna.Study, method: Method) -> optuna.Trial:
-    """A new trial of `method`, its params drawn (and written to the journal) before anything runs."""
-    study.sampler = tpe_sampler(spec, method, len(study.get_trials(deepcopy=False)))
-    return study.ask(dict(method.space))
+def remove_stale_journal_lock(out: Path) -> bool:
+    """Remove the journal's lock file left by a `tune` killed while appending (Optuna would wait 30 s for
+    it). Call only under the tune folder's lock: the tune loop is the journal's only writer."""
+    lock = out / f"{JOURNAL_FILE}.lock"
+    try:
+        lock.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count against the budget: all but those abandoned for lacking params."""
+    return [t for t in trials if INCOMPLETE not in t.user_attrs]
+
+
+def ask(spec: TuneSpec, study: optuna.Study, method: Method) -> FrozenTrial:
+    """A new trial of `method`, its params drawn and written to the journal, all in one record, before
+    anything runs. The sampler proposes in an in-memory copy of the study (same trials, same seeded
+    sampler), so nothing reaches the journal until the whole parameter set is known."""
+    trials = study.get_trials(deepcopy=False)
+    draft = optuna.create_study(sampler=tpe_sampler(spec, method, len(counted(trials))), direction="maximize")
+    draft.add_trials(trials)
+    proposal = draft.ask(dict(method.space))
+    study.add_trial(
+        optuna.trial.create_trial(state=TrialState.RUNNING, params=proposal.params, distributions=proposal.distributions)
+    )
+    return study.get_trials(deepcopy=False)[-1]
+
+
+def missing_params(trial: FrozenTrial, method: Method) -> list[str]:
+    """The keys of `method`'s space that `trial` lacks (a trial asked by an older dmlbench, killed mid-ask)."""
+    return sorted(set(method.space) - set(trial.params))
+
+
+def abandon(study: optuna.Study, trial: FrozenTrial, why: str) -> None:
+    """Mark a trial that never ran (params incomplete) FAIL and outside the budget."""
+    study._storage.set_trial_user_attr(trial._trial_id, INCOMPLETE, why)
+    study.tell(trial.number, state=TrialState.FAIL)
 
 
 def tell(study: optuna.Study, number: int, value: float | None) -> None:
@@ -87,7 +127,9 @@ def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
 
 
 def trial_counts(trials: list[FrozenTrial]) -> dict[str, Any]:
-    """done / failed / running and the best value so far, for status and the protocol table."""
+    """done / failed / running and the best value so far, for status and the protocol table (trials
+    abandoned for lacking params never ran: not counted)."""
+    trials = counted(trials)
     best = best_trial(trials)
     return {
         "asked": len(trials),

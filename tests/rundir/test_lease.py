@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from dmlbench.rundir.lease import LEASE, Lease, RunFolderBusyError, live_holder, read_lease, stale_reason
+from dmlbench.rundir.lease import (
+    LEASE,
+    Lease,
+    LeaseLostError,
+    RunFolderBusyError,
+    live_holder,
+    read_lease,
+    stale_reason,
+)
 
 HOLD = """
 import sys, time
@@ -133,7 +141,7 @@ def test_a_lease_taken_over_while_stalled_is_noticed(tmp_path: Path) -> None:
     lease = Lease(tmp_path, heartbeat_s=3600).acquire()
     write_lease(tmp_path, token="other", host="node7", pid=42)  # someone judged us stale and took over
     lease.heartbeat()
-    with pytest.raises(RunFolderBusyError, match="taken over by node7 pid 42"):
+    with pytest.raises(LeaseLostError, match="taken over by node7 pid 42"):
         lease.check()
     lease.release()
     assert read_lease(tmp_path).token == "other"  # type: ignore[union-attr]  # not ours to remove

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from dmlbench import rundir
+from dmlbench.rundir.tidy import prune_after_done
 from dmlbench.train import checkpoint
-from dmlbench.train.checkpoint import CheckpointWriteError, load_checkpoint, prune_after_done, write_verified
+from dmlbench.train.checkpoint import CheckpointWriteError, load_checkpoint, write_verified
 
 
 def state(epoch: int) -> dict[str, Any]:
