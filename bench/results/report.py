@@ -51,13 +51,14 @@ def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:
 
 
 def write_plots(
-    collection: Collection, plots_dir: Path, embedding_methods: Sequence[str] | None = None
+    collection: Collection, plots_dir: Path, embedding_methods: Sequence[str] | None = None, by: str = "loss.name"
 ) -> list[Path]:
+    """`by`: what one line of the Recall@K and training-curve plots is (a tune's report: its method `name`)."""
     frame = collection.frame
     written: list[Path] = []
     for dataset in sorted(frame["dataset"].dropna().unique()):
         written += plot_recall_curves(
-            frame, plots_dir / f"recall_{dataset}_emb", dataset=dataset, layer="emb"
+            frame, plots_dir / f"recall_{dataset}_emb", dataset=dataset, layer="emb", by=by
         )
         written += plot_heatmap(frame, plots_dir / f"heatmap_{dataset}_alpha_beta", dataset=dataset)
         run_dir = _best_run_with_sample(collection, dataset)
@@ -65,7 +66,7 @@ def write_plots(
             stem = plots_dir / f"embedding_{dataset}_{run_dir.name}"
             written += plot_embedding(run_dir / rundir.EMBEDDINGS_SAMPLE, stem, methods=embedding_methods)
     history = collect_history(collection.finished)
-    written += plot_training_curves(history, plots_dir / "training_curves")
+    written += plot_training_curves(history, plots_dir / "training_curves", by=by)
     return written
 
 
@@ -118,6 +119,7 @@ def _write_report(
     paper: bool,
     plots: bool,
     embedding_methods: Sequence[str] | None = None,
+    by: str = "loss.name",
 ) -> tuple[list[Path], Collection, list[Table]]:
     collection = collect(sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ def _write_report(
     # complete: a collect killed while it works (the plots take minutes) leaves the previous report whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods)
+        written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods, by)
         return _publish(staging, out_dir, written), collection, tables
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -150,6 +152,7 @@ def _write_report_files(
     paper: bool,
     plots: bool,
     embedding_methods: Sequence[str] | None,
+    by: str = "loss.name",
 ) -> tuple[list[Path], list[Table]]:
     written = save_frame(collection.frame, out_dir)
     hits_file = save_hits(collection.frame, sweep_dir, out_dir) if not collection.frame.empty else None
@@ -165,7 +168,7 @@ def _write_report_files(
     )
     written += write_tables(tables, out_dir / "tables")
     plot_paths = (
-        write_plots(collection, out_dir / "plots", embedding_methods)
+        write_plots(collection, out_dir / "plots", embedding_methods, by)
         if plots and not collection.frame.empty
         else []
     )
