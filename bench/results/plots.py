@@ -88,7 +88,7 @@ def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
     """A legend entry naming the values that vary; a key a cell does not have (NaN) is left out.
 
     >>> _label(["loss.name", "sampler.params", "loss.params.alpha"], ["bdl", float("nan"), 2.0])
-    'bdl, alpha=2.0'
+    'bdl, alpha=2'
     """
     parts = [
         format_value(v) if i == 0 else f"{short_key(k)}={format_value(v)}"
@@ -140,6 +140,7 @@ def plot_recall_curves(
     ax = fig.add_subplot()
     all_ks = sorted(stats["k"].dropna().astype(int).unique())
     log_x = len(all_ks) > 1 and all_ks[0] > 0
+    step = float(min(np.diff(all_ks))) if len(all_ks) > 1 else 1.0
     groups = list(stats.groupby(keys, dropna=False, sort=True))
     for index, (values, group) in enumerate(groups):
         values = values if isinstance(values, tuple) else (values,)
@@ -147,7 +148,7 @@ def plot_recall_curves(
         # Lines side by side (a few % of a K step apart), so equal values never hide a curve or its bars.
         shift = 0.035 * (index - (len(groups) - 1) / 2)
         ks = group["k"].astype(float).to_numpy()
-        ks = ks * (1 + shift) if log_x else ks + shift
+        ks = ks * (1 + shift) if log_x else ks + shift * step
         mean = group["mean"].to_numpy() * 100
         ci = np.nan_to_num(group["ci"].to_numpy() * 100)
         # Bars clipped to [0, 100]: a fraction of queries cannot leave it (t-intervals of few seeds can).
@@ -156,6 +157,8 @@ def plot_recall_curves(
                     label=_label(keys, values), **line_style(index))
     if log_x:
         ax.set_xscale("log")
+    elif len(all_ks) == 1:
+        ax.set_xlim(all_ks[0] - 0.5, all_ks[0] + 0.5)
     ax.set_xticks(all_ks, [str(k) for k in all_ks])
     ax.minorticks_off()
     ax.set_xlabel("K")

@@ -33,6 +33,25 @@ from dmlbench.results.power_report import power_markdown
 from dmlbench.results.table_render import to_markdown, write_tables
 from dmlbench.results.tables import Table, TableSpec, build_tables, load_paper, load_specs
 
+# The code that draws a report: a committed report (results/quickstart) is current only while the hash of
+# these files equals the one it was drawn with (`drawn_by.json`; tests/results/test_committed_reports.py).
+DRAWING_CODE: tuple[str, ...] = (
+    "results/plots.py", "results/table_render.py", "results/tables.py", "results/report.py",
+    "results/power_report.py", "presets/tables.yaml",
+)
+DRAWN_BY = "drawn_by.json"
+
+
+def drawing_code_hash() -> str:
+    """sha256 over the DRAWING_CODE files (path and bytes of each, in order)."""
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for rel in DRAWING_CODE:
+        digest.update(rel.encode() + b"\0" + (package / rel).read_bytes() + b"\0")
+    return digest.hexdigest()
+
 
 def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:
     """The run with the highest emb Recall@1 on `dataset` that saved an embedding sample."""
@@ -173,6 +192,9 @@ def _write_report_files(
         else []
     )
     written += plot_paths
+    stamp = out_dir / DRAWN_BY
+    rundir.atomic_write_json(stamp, {"sha256": drawing_code_hash(), "files": [f"bench/{f}" for f in DRAWING_CODE]})
+    written.append(stamp)
     report = out_dir / "report.md"
     report.write_text(
         _report_markdown(collection, [to_markdown(t) for t in tables], plot_paths, out_dir, power_md) + "\n"

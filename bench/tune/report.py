@@ -77,6 +77,7 @@ def plot_history(frame: pd.DataFrame, stem: Path, metric: str) -> list[Path]:
     """Optimisation history: each method's trial values (markers) and best so far (line), one panel; each
     method its own colour, marker and dash, the legend right of the axes."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from dmlbench.results.plots import line_style, save_figure
 
@@ -87,8 +88,10 @@ def plot_history(frame: pd.DataFrame, stem: Path, metric: str) -> list[Path]:
     for i, (method, part) in enumerate(frame.groupby("method", sort=True)):
         style = line_style(i)
         ax.scatter(part["trial"], part["value"], s=18, alpha=0.6, color=style["color"], marker=style["marker"])
-        ax.plot(part["trial"], part["best_so_far"], color=style["color"], linestyle=style["linestyle"],
-                linewidth=1.8, label=f"{method} (best {part['value'].max():.4f})")
+        improved = [i for i, (b, v) in enumerate(zip(part["best_so_far"], part["value"], strict=True)) if b == v]
+        ax.plot(part["trial"], part["best_so_far"], color=style["color"], linestyle=style["linestyle"], linewidth=1.8,
+                marker=style["marker"], markevery=improved, label=f"{method} (best {part['value'].max():.4f})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{metric} (mean over validation folds)")
     ax.set_title("Optimisation history (same trial budget per method)\nmarkers: trials; line: best so far", fontsize=10)
