@@ -380,7 +380,7 @@ def plot_embedding(
             ax.set_title(f"{PROJECTION_NAMES[method]} — by attribute '{attr_name}'", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.legend(fontsize=7, markerscale=2)
+            ax.legend(fontsize=7, markerscale=2, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     fig.suptitle(f"{run_title(sample.parent)}: {len(emb)} embeddings (cosine / L2-normalised)", fontsize=10)
     return save_figure(fig, stem)
 
