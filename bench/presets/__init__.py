@@ -8,7 +8,7 @@ PRESET_DIR = Path(__file__).parent
 
 
 # Other YAML shipped here that is not a sweep (the table specs of `dmlbench collect`).
-NOT_SWEEPS = frozenset({"tables"})
+NOT_SWEEPS = frozenset({"tables", "tune_tables"})
 
 
 def preset_path(name: str) -> Path | None:

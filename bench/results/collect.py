@@ -442,7 +442,7 @@ def collect_history(run_dirs: Iterable[Path], extra_keys: Sequence[str] = ()) ->
         except (OSError, ValueError):
             continue
         for entry in rundir.read_history(run_dir):
-            row = {"run_id": run_dir.name, "seed": config.get("seed"), **keys}
+            row = {"run_id": run_dir.name, "name": config.get("name"), "seed": config.get("seed"), **keys}
             for name in ("epoch", "loss", "lr", "time_s"):
                 row[name] = entry.get(name)
             for metric, value in (entry.get("val") or {}).items():

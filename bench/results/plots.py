@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from dmlbench.errors import UsageError, did_you_mean
 from dmlbench.results.collect import config_columns, metric_key
-from dmlbench.results.tables import is_bookkeeping, short_key, summarize
+from dmlbench.results.tables import fixed_within, format_value, is_bookkeeping, short_key, summarize
 
 FORMATS: tuple[str, ...] = ("png", "pdf")
 PROJECTION_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -48,6 +48,38 @@ def _varying_keys(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]
     ]
 
 
+def _line_keys(frame: pd.DataFrame, by: str) -> list[str]:
+    """What one line is: `by`, plus the keys that vary within one value of it (never the keys `by` fixes,
+    such as a tuned method's own parameters: they would only lengthen the legend)."""
+    if by not in frame.columns:
+        return _varying_keys(frame, ("seed",))
+    others = _varying_keys(frame, exclude=(by, "seed"))
+    return [by, *[k for k in others if k not in fixed_within(frame, [by], others)]]
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def line_style(index: int) -> dict[str, Any]:
+    """Colour, marker and line style of the index-th line: no two of the first 40 lines look alike, and
+    lines that share a colour (after 10) differ in marker and dash.
+
+    >>> line_style(0)["marker"], line_style(1)["marker"], line_style(10)["color"] == line_style(0)["color"]
+    ('o', 's', True)
+    >>> len({(line_style(i)["color"], line_style(i)["marker"], line_style(i)["linestyle"]) for i in range(40)})
+    40
+    """
+    from matplotlib import colormaps
+
+    colour = colormaps["tab10"](index % 10)
+    return {
+        "color": colour,
+        "marker": MARKERS[(index + index // 10) % len(MARKERS)],
+        "linestyle": LINESTYLES[(index // 10) % len(LINESTYLES)],
+    }
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
@@ -56,20 +88,21 @@ def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
     """A legend entry naming the values that vary; a key a cell does not have (NaN) is left out.
 
     >>> _label(["loss.name", "sampler.params", "loss.params.alpha"], ["bdl", float("nan"), 2.0])
-    'bdl, alpha=2.0'
+    'bdl, alpha=2'
     """
     parts = [
-        str(v) if i == 0 else f"{short_key(k)}={v}"
+        format_value(v) if i == 0 else f"{short_key(k)}={format_value(v)}"
         for i, (k, v) in enumerate(zip(keys, values, strict=True))
         if i == 0 or not _is_missing(v)
     ]
     return ", ".join(parts)
 
 
-def _legend_outside(ax: Any) -> None:
+def _legend_outside(ax: Any, title: str | None = None) -> None:
     """The legend right of the axes, never over the data (savefig's tight bbox keeps it in the file)."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False,
+                  title=title, title_fontsize=8)
 
 
 def _seeds_note(n: pd.Series) -> str:
@@ -100,27 +133,32 @@ def plot_recall_curves(
     data = data[data["k"].notna()]
     if data.empty:
         return []
-    keys = (
-        [by, *_varying_keys(data, exclude=(by, "seed"))]
-        if by in data.columns
-        else _varying_keys(data, ("seed",))
-    )
+    keys = _line_keys(data, by)
     stats = summarize(data, [*keys, "k"]) if keys else summarize(data.assign(all="all"), ["all", "k"])
     keys = keys or ["all"]
     fig = Figure(figsize=(5.5, 4))
     ax = fig.add_subplot()
-    for values, group in stats.groupby(keys, dropna=False, sort=True):
+    all_ks = sorted(stats["k"].dropna().astype(int).unique())
+    log_x = len(all_ks) > 1 and all_ks[0] > 0
+    step = float(min(np.diff(all_ks))) if len(all_ks) > 1 else 1.0
+    groups = list(stats.groupby(keys, dropna=False, sort=True))
+    for index, (values, group) in enumerate(groups):
         values = values if isinstance(values, tuple) else (values,)
         group = group.sort_values("k")
+        # Lines side by side (a few % of a K step apart), so equal values never hide a curve or its bars.
+        shift = 0.035 * (index - (len(groups) - 1) / 2)
         ks = group["k"].astype(float).to_numpy()
+        ks = ks * (1 + shift) if log_x else ks + shift * step
         mean = group["mean"].to_numpy() * 100
         ci = np.nan_to_num(group["ci"].to_numpy() * 100)
         # Bars clipped to [0, 100]: a fraction of queries cannot leave it (t-intervals of few seeds can).
         yerr = np.vstack([mean - np.maximum(mean - ci, 0.0), np.minimum(mean + ci, 100.0) - mean])
-        ax.errorbar(ks, mean, yerr=yerr, marker="o", capsize=3, label=_label(keys, values))
-    all_ks = sorted(stats["k"].dropna().astype(int).unique())
-    if len(all_ks) > 1 and all_ks[0] > 0:
+        ax.errorbar(ks, mean, yerr=yerr, capsize=4, elinewidth=1.4, capthick=1.4, markersize=6, linewidth=1.6,
+                    label=_label(keys, values), **line_style(index))
+    if log_x:
         ax.set_xscale("log")
+    elif len(all_ks) == 1:
+        ax.set_xlim(all_ks[0] - 0.5, all_ks[0] + 0.5)
     ax.set_xticks(all_ks, [str(k) for k in all_ks])
     ax.minorticks_off()
     ax.set_xlabel("K")
@@ -152,11 +190,17 @@ def plot_heatmap(
         & (frame["metric"] == metric)
         & (frame["k"] == k)
     ]
+    data = data[data[row_key].notna() & data[col_key].notna()]
     if data.empty or data[row_key].nunique() < 2 or data[col_key].nunique() < 2:
         return []
-    # One panel per combination of the other varying keys (e.g. per loss): never average configurations.
+    # One panel per combination of the other varying keys (e.g. per loss): never average configurations;
+    # only panels where both keys vary (a tune's methods each fix alpha and beta once: no grid, no plot).
     others = _varying_keys(data, exclude=(row_key, col_key, "seed"))
     panels = list(data.groupby(others, dropna=False, sort=True)) if others else [((), data)]
+    panels = [(v, p) for v, p in panels if p[row_key].nunique() >= 2 and p[col_key].nunique() >= 2]
+    if not panels:
+        return []
+    data = pd.concat([p for _, p in panels])
     n_rows, n_cols = data[row_key].nunique(), data[col_key].nunique()
     fig = Figure(figsize=((1.2 * n_cols + 2.5) * len(panels), 0.8 * n_rows + 1.8), layout="constrained")
     for index, (values, panel) in enumerate(panels):
@@ -194,7 +238,8 @@ def plot_training_curves(
 ) -> list[Path]:
     """Training loss and a validation metric per epoch: each run thin, the mean over seeds bold, per `by` group.
 
-    Runs rather than a t-band: with 2-3 seeds the t-interval is wider than the curves' whole range.
+    Runs rather than a t-band: with 2-3 seeds the t-interval is wider than the curves' whole range. One
+    legend for all panels, below them (a line keeps its colour and marker in every panel).
     """
     if history.empty or "epoch" not in history.columns:
         return []
@@ -207,8 +252,11 @@ def plot_training_curves(
         [("loss", f"training loss: {name}", name) for name in losses] if len(losses) > 1 else [("loss", "training loss", None)]
     )
     panels = loss_panels + ([(val_metric, f"validation {val_metric[4:]}", None)] if val_metric else [])
-    keys = [by, *_varying_keys(history, exclude=(by, "seed"))] if by in history.columns else ["run_id"]
-    fig = Figure(figsize=(5.5 * len(panels), 3.8), layout="constrained")
+    keys = _line_keys(history, by) if by in history.columns and history[by].notna().any() else ["run_id"]
+    groups = list(history.groupby(keys, dropna=False, sort=True))
+    styles = {(v if isinstance(v, tuple) else (v,)): line_style(i) for i, (v, _) in enumerate(groups)}
+    fig = Figure(figsize=(4.2 * len(panels), 3.6 + 0.22 * len(groups)), layout="constrained")
+    legend: dict[str, Any] = {}
     for index, (column, title, only_loss) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), index + 1)
         data = history[history[column].notna()] if column in history.columns else history.iloc[0:0]
@@ -221,17 +269,22 @@ def plot_training_curves(
             values = values if isinstance(values, tuple) else (values,)
             mean = group.groupby("epoch")[column].mean()
             n_runs = group["run_id"].nunique()
-            label = _label(keys, values) + (f" (mean of {n_runs})" if n_runs > 1 else "")
-            (line,) = ax.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, linewidth=2, label=label)
+            label = _label(keys, values) + (f" (mean of {n_runs} runs)" if n_runs > 1 else "")
+            style = styles[values]
+            (line,) = ax.plot(mean.index, mean.to_numpy(), markersize=4, linewidth=2, label=label, **style)
+            legend.setdefault(label, line)
             if n_runs > 1:
                 for _, run in group.groupby("run_id"):
                     run = run.sort_values("epoch")
-                    ax.plot(run["epoch"], run[column], color=line.get_color(), alpha=0.35, linewidth=0.8)
+                    ax.plot(run["epoch"], run[column], color=style["color"], alpha=0.35, linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_title(title)
+        ax.set_ylabel("loss (mean over the epoch's batches)" if column == "loss" else f"{column[4:]} (validation)")
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        _legend_outside(ax)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="outside lower center", fontsize=8, frameon=False,
+                   ncol=max(1, min(3, len(legend))))
     return save_figure(fig, stem)
 
 
@@ -285,8 +338,10 @@ def plot_embedding(
     attribute: str | None = None,
     max_points: int = 1500,
     seed: int = 0,
+    max_classes: int = 12,
 ) -> list[Path]:
-    """Projections of `embeddings_sample.npz` coloured by class (top row) and by one attribute (bottom row)."""
+    """Projections of `embeddings_sample.npz` coloured by class (top row: the `max_classes` largest classes
+    of the sample in distinct colours, the rest grey) and by one attribute (bottom row)."""
     with np.load(sample, allow_pickle=False) as npz:
         emb, labels = npz["emb"].astype(np.float32), npz["labels"]
         attributes = npz["attributes"] if "attributes" in npz.files else None
@@ -304,12 +359,17 @@ def plot_embedding(
         present = attributes[:, attr_index] > 0
     n_rows = 2 if has_attr else 1
     fig = Figure(figsize=(4.2 * len(methods), 4 * n_rows))
-    _, label_codes = np.unique(labels, return_inverse=True)
+    shown, n_classes = largest_classes(labels, max_classes)
+    coloured = np.isin(labels, shown)
+    what = f"all {n_classes} classes" if len(shown) == n_classes else f"{len(shown)} largest of {n_classes:,} classes; rest grey"
     for col, method in enumerate(methods):
         xy = project_embeddings(emb, method, seed)
         ax = fig.add_subplot(n_rows, len(methods), col + 1)
-        ax.scatter(xy[:, 0], xy[:, 1], c=class_colours(label_codes), s=6, linewidths=0)
-        ax.set_title(f"{PROJECTION_NAMES[method]} — by class ({label_codes.max() + 1} classes)", fontsize=9)
+        ax.scatter(xy[~coloured, 0], xy[~coloured, 1], c="#d0d0d0", s=4, linewidths=0)
+        for i, cls in enumerate(shown):
+            mask = labels == cls
+            ax.scatter(xy[mask, 0], xy[mask, 1], color=class_colour(i), s=9, linewidths=0, label=f"class {cls}")
+        ax.set_title(f"{PROJECTION_NAMES[method]} — by class ({what})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         if has_attr:
@@ -320,23 +380,27 @@ def plot_embedding(
             ax.set_title(f"{PROJECTION_NAMES[method]} — by attribute '{attr_name}'", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.legend(fontsize=7, markerscale=2)
+            ax.legend(fontsize=7, markerscale=2, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     fig.suptitle(f"{run_title(sample.parent)}: {len(emb)} embeddings (cosine / L2-normalised)", fontsize=10)
     return save_figure(fig, stem)
 
 
-def class_colours(codes: np.ndarray) -> np.ndarray:
-    """One distinct colour per class: tab20 up to 20 classes, evenly spaced hues beyond (never repeated).
-
-    >>> len({tuple(c) for c in class_colours(np.arange(24))})
-    24
-    """
+def class_colour(index: int) -> Any:
+    """The index-th of 20 distinct class colours (tab20)."""
     from matplotlib import colormaps
 
-    n = int(codes.max()) + 1 if len(codes) else 1
-    if n <= 20:
-        return colormaps["tab20"](codes % 20)
-    return colormaps["turbo"](np.linspace(0.0, 1.0, n))[codes]
+    return colormaps["tab20"](index % 20)
+
+
+def largest_classes(labels: np.ndarray, limit: int) -> tuple[list[Any], int]:
+    """The `limit` classes with the most points (ties: the smaller label first) and the number of classes.
+
+    >>> largest_classes(np.array([5, 5, 5, 2, 2, 9, 9, 1]), 2)
+    ([5, 2], 4)
+    """
+    values, counts = np.unique(labels, return_counts=True)
+    order = sorted(range(len(values)), key=lambda i: (-counts[i], values[i]))
+    return [values[i].item() for i in order[:limit]], len(values)
 
 
 def run_title(run_dir: Path) -> str:

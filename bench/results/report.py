@@ -34,6 +34,25 @@ from dmlbench.results.power_report import power_markdown
 from dmlbench.results.table_render import to_markdown, write_tables
 from dmlbench.results.tables import Table, TableSpec, build_tables, load_paper, load_specs
 
+# The code that draws a report: a committed report (results/quickstart) is current only while the hash of
+# these files equals the one it was drawn with (`drawn_by.json`; tests/results/test_committed_reports.py).
+DRAWING_CODE: tuple[str, ...] = (
+    "results/plots.py", "results/table_render.py", "results/tables.py", "results/report.py",
+    "results/power_report.py", "presets/tables.yaml",
+)
+DRAWN_BY = "drawn_by.json"
+
+
+def drawing_code_hash() -> str:
+    """sha256 over the DRAWING_CODE files (path and bytes of each, in order)."""
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for rel in DRAWING_CODE:
+        digest.update(rel.encode() + b"\0" + (package / rel).read_bytes() + b"\0")
+    return digest.hexdigest()
+
 
 def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:
     """The run with the highest emb Recall@1 on `dataset` that saved an embedding sample."""
@@ -52,13 +71,14 @@ def _best_run_with_sample(collection: Collection, dataset: str) -> Path | None:
 
 
 def write_plots(
-    collection: Collection, plots_dir: Path, embedding_methods: Sequence[str] | None = None
+    collection: Collection, plots_dir: Path, embedding_methods: Sequence[str] | None = None, by: str = "loss.name"
 ) -> list[Path]:
+    """`by`: what one line of the Recall@K and training-curve plots is (a tune's report: its method `name`)."""
     frame = collection.frame
     written: list[Path] = []
     for dataset in sorted(frame["dataset"].dropna().unique()):
         written += plot_recall_curves(
-            frame, plots_dir / f"recall_{dataset}_emb", dataset=dataset, layer="emb"
+            frame, plots_dir / f"recall_{dataset}_emb", dataset=dataset, layer="emb", by=by
         )
         written += plot_heatmap(frame, plots_dir / f"heatmap_{dataset}_alpha_beta", dataset=dataset)
         run_dir = _best_run_with_sample(collection, dataset)
@@ -66,7 +86,7 @@ def write_plots(
             stem = plots_dir / f"embedding_{dataset}_{run_dir.name}"
             written += plot_embedding(run_dir / rundir.EMBEDDINGS_SAMPLE, stem, methods=embedding_methods)
     history = collect_history(collection.finished)
-    written += plot_training_curves(history, plots_dir / "training_curves")
+    written += plot_training_curves(history, plots_dir / "training_curves", by=by)
     return written
 
 
@@ -113,10 +133,12 @@ def write_report(
     paper: bool = False,
     plots: bool = True,
     embedding_methods: Sequence[str] | None = None,
+    by: str = "loss.name",
 ) -> Report:
     """Collect `sweep_dir` and write the long table, the standard tables and plots into `out_dir`.
 
     `embedding_methods`: projections for the embedding view (default: pca, tsne and umap when installed).
+    `by`: the key that names a method in the plots (a tune's final stage uses `name`).
     """
     sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
     collection = collect(sweep_dir)
@@ -125,7 +147,7 @@ def write_report(
     # complete: a collect killed while it works (the plots take minutes) leaves the previous report whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods)
+        written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods, by)
         return Report(_publish(staging, out_dir, written), collection, tables)
     except OSError as err:  # pandas and matplotlib do not name the file a full disk refused: name the report
         if err.errno is None or err.filename:
@@ -154,6 +176,7 @@ def _write_report_files(
     paper: bool,
     plots: bool,
     embedding_methods: Sequence[str] | None,
+    by: str = "loss.name",
 ) -> tuple[list[Path], list[Table]]:
     written = save_frame(collection.frame, out_dir)
     hits_file = save_hits(collection.frame, sweep_dir, out_dir) if not collection.frame.empty else None
@@ -169,11 +192,14 @@ def _write_report_files(
     )
     written += write_tables(tables, out_dir / "tables")
     plot_paths = (
-        write_plots(collection, out_dir / "plots", embedding_methods)
+        write_plots(collection, out_dir / "plots", embedding_methods, by)
         if plots and not collection.frame.empty
         else []
     )
     written += plot_paths
+    stamp = out_dir / DRAWN_BY
+    rundir.atomic_write_json(stamp, {"sha256": drawing_code_hash(), "files": [f"bench/{f}" for f in DRAWING_CODE]})
+    written.append(stamp)
     report = out_dir / "report.md"
     report.write_text(
         _report_markdown(collection, [to_markdown(t) for t in tables], plot_paths, out_dir, power_md) + "\n"

@@ -6,7 +6,6 @@ module only formats what it built.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,16 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from dmlbench.results.tables import Table, TableSpec, build_tables, load_paper, short_key, sort_key
+from dmlbench.results.tables import (
+    Table,
+    TableSpec,
+    build_tables,
+    format_value,
+    load_paper,
+    missing_as_none,
+    short_key,
+    sort_key,
+)
 
 
 def _fmt_number(value: float, spec: TableSpec) -> str:
@@ -39,19 +47,19 @@ def _fmt_cell(cell: pd.Series | None, spec: TableSpec) -> tuple[str, bool]:
 
 
 def _display_value(table: Table, key: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return "–"
-    text = str(value)
+    text = format_value(value)
     return table.spec.row_labels.get(text, text) if key == table.spec.rows[0] else text
 
 
 def _grid(table: Table, bold: tuple[str, str], escape: Any = str) -> tuple[list[str], list[list[str]]]:
     """Header and body rows (strings) shared by the Markdown and LaTeX renderers."""
-    headers = [escape(short_key(k)) for k in table.row_keys]
+    headers = [escape(table.spec.headers.get(k, short_key(k))) for k in table.row_keys]
     headers += [escape(table.column_label(c)) for c in table.column_values] + ["n"]
+    headers += [escape(name) for name, _ in table.extra_columns]
     by_row: dict[tuple[Any, ...], dict[Any, pd.Series]] = {}
     for _, cell in table.cells.iterrows():
-        row = tuple(cell[k] for k in table.row_keys)
+        # NaN keys as None: NaN != NaN would split one configuration into one row per column
+        row = tuple(missing_as_none(cell[k]) for k in table.row_keys)
         by_row.setdefault(row, {})[cell["column"]] = cell
     body = []
     for row in sorted(by_row, key=lambda r: tuple(sort_key(v, table.spec.row_order) for v in r)):
@@ -63,6 +71,7 @@ def _grid(table: Table, bold: tuple[str, str], escape: Any = str) -> tuple[list[
             out.append(f"{bold[0]}{text}{bold[1]}" if best else text)
         ns = sorted({int(c["n"]) for c in cells.values()})
         out.append(str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
+        out += [escape(values.get(row, "–")) for _, values in table.extra_columns]
         body.append(out)
     if table.paper_rows is not None:
         for (method, layer, sampler, ref), rows in table.paper_rows.groupby(
@@ -73,16 +82,16 @@ def _grid(table: Table, bold: tuple[str, str], escape: Any = str) -> tuple[list[
             values = dict(zip(rows["column"], rows["value"], strict=True))
             out = [escape(f"paper ({source}): {label}")] + [""] * (len(table.row_keys) - 1)
             out += [_fmt_number(values[c], table.spec) if c in values else "–" for c in table.column_values]
-            out.append("–")
+            out += ["–"] * (1 + len(table.extra_columns))
             body.append(out)
     return headers, body
 
 
 def to_markdown(table: Table) -> str:
+    """`**slug** — short caption`, the table, then the long note below it."""
     headers, body = _grid(table, ("**", "**"))
-    return f"**{table.slug}** — {table.caption()}\n\n" + tabulate(
-        body, headers, tablefmt="pipe", disable_numparse=True
-    )
+    grid = tabulate(body, headers, tablefmt="pipe", disable_numparse=True)
+    return f"**{table.slug}** — {table.caption()}\n\n{grid}\n\n*Note:* {table.note()}"
 
 
 _LATEX_ESCAPES = {
@@ -105,7 +114,7 @@ _LATEX_SYMBOLS = {
     "≤": r"$\leq$", "α": r"$\alpha$", "β": r"$\beta$", "λ": r"$\lambda$", "ε": r"$\varepsilon$", "√": r"$\sqrt{}$",
 }
 # `t_0.975,n-1` (a subscripted symbol) and `√n` (a root of a word): math, not escaped text.
-_LATEX_MATH = re.compile(r"\b([A-Za-z])_([0-9][0-9.]*(?:,[A-Za-z0-9+-]+)?)|√(\w+)")
+_LATEX_MATH = re.compile(r"\b([A-Za-z])_([0-9][0-9.]*(?:,[A-Za-z0-9+-]+)?)|√(\w+)|`([^`]+)`")
 
 
 def latex_escape(text: str) -> str:
@@ -115,11 +124,15 @@ def latex_escape(text: str) -> str:
     'loss\\_name 91.8 $\\pm$ 0.4 \\& 50\\%'
     >>> latex_escape("t_0.975,n-1 · s/√n")
     '$t_{0.975,n-1}$ $\\cdot$ s/$\\sqrt{n}$'
+    >>> latex_escape("see `dmlbench compare`")
+    'see \\texttt{dmlbench compare}'
     """
     pieces, last = [], 0
     for match in _LATEX_MATH.finditer(text):
         pieces.append(_escape_plain(text[last : match.start()]))
-        if match.group(3) is not None:
+        if match.group(4) is not None:  # `code`: typewriter, never the quotes a backtick makes in LaTeX
+            pieces.append(f"\\texttt{{{_escape_plain(match.group(4))}}}")
+        elif match.group(3) is not None:
             pieces.append(f"$\\sqrt{{{match.group(3)}}}$")
         else:
             pieces.append(f"${match.group(1)}_{{{match.group(2)}}}$")
@@ -133,7 +146,12 @@ def _escape_plain(text: str) -> str:
     return "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in out)
 
 
+LATEX_PREAMBLE = "\\usepackage{booktabs}\n\\usepackage{graphicx}"
+
+
 def to_latex(table: Table) -> str:
+    """A `table` float for `article`: short caption, the tabular shrunk to the text width when wider
+    (never enlarged), the long note below it in small type."""
     headers, body = _grid(table, (r"\textbf{", "}"), escape=latex_escape)
     # Labels left, numbers right-aligned (so decimal points line up for equal widths).
     align = ["left"] * len(table.row_keys) + ["right"] * (len(headers) - len(table.row_keys))
@@ -141,10 +159,12 @@ def to_latex(table: Table) -> str:
     # latex_raw draws \hline three times; booktabs rules read better in papers.
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         raw = raw.replace(r"\hline", rule, 1)
+    fit = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
     return (
-        "% Needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, \\bottomrule).\n"
+        "% Needs \\usepackage{booktabs} (Debian/Ubuntu: texlive-latex-recommended) and \\usepackage{graphicx}.\n"
         "\\begin{table}[t]\n\\centering\n"
-        f"\\caption{{{latex_escape(table.caption())}}}\n\\label{{tab:{table.slug}}}\n{raw}\n\\end{{table}}\n"
+        f"\\caption{{{latex_escape(table.caption())}}}\n\\label{{tab:{table.slug}}}\n"
+        f"{fit}{raw}}}\n\\par\\smallskip\n{{\\footnotesize\\raggedright {latex_escape(table.note())}\\par}}\n\\end{{table}}\n"
     )
 
 

@@ -103,6 +103,8 @@ class TableSpec:
     row_order: tuple[str, ...] = ()
     min_rows: int = 2
     min_columns: int = 1
+    show_fixed_keys: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
     paper: dict[str, str] = field(default_factory=dict)
     scale: float = 100.0
     decimals: int = 1
@@ -124,6 +126,7 @@ class TableSpec:
             )
         data["paper"] = {str(k): str(v) for k, v in (data.get("paper") or {}).items()}
         data["row_labels"] = {str(k): str(v) for k, v in (data.get("row_labels") or {}).items()}
+        data["headers"] = {str(k): str(v) for k, v in (data.get("headers") or {}).items()}
         return cls(name=name, **data)
 
 
@@ -194,7 +197,10 @@ def _varies(series: pd.Series) -> bool:
 
 @dataclass
 class Table:
-    """One rendered-ready table: per (row, column) cell statistics plus optional published rows."""
+    """One rendered-ready table: per (row, column) cell statistics plus optional published rows.
+
+    `extra_columns` are (header, {row: text}) pairs shown after `n` (e.g. a tune's verdicts; a row is the
+    tuple of its `row_keys` values, missing ones as None); `notes` join the note below the table."""
 
     spec: TableSpec
     dataset: str
@@ -204,34 +210,35 @@ class Table:
     layer_note: str
     paper_rows: pd.DataFrame | None = None
     added_keys: list[str] = field(default_factory=list)
+    extra_columns: list[tuple[str, dict[tuple[Any, ...], str]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
         return f"{self.spec.name}_{self.dataset}"
 
     def column_label(self, value: Any) -> str:
+        """A readable header: `R@1`, `P@10`, `MAP@R`; `beta=0.5` for a config key's value."""
         if self.spec.columns == "k":
-            return metric_key(self.spec.metric, value)
+            return readable_metric(metric_key(self.spec.metric, value))
         if self.spec.columns == "metric":
-            return str(value)
-        return f"{self.spec.columns.rsplit('.', 1)[-1]}={value}"
+            return readable_metric(str(value))
+        return f"{self.spec.columns.rsplit('.', 1)[-1]}={format_value(value)}"
 
     def caption(self) -> str:
-        what = self.spec.metric if self.spec.columns != "metric" else ""
-        definition = METRIC_DEFINITIONS.get(what, "")
-        extra = (
-            f" Rows also split by {', '.join(self.added_keys)} (varying in the results)."
-            if self.added_keys
-            else ""
-        )
-        scale = f"; values ×{self.spec.scale:g}" if self.spec.scale != 1 else ""
-        parts = [f"{self.spec.title or self.spec.name} — {self.dataset}, {self.layer_note}."]
-        if definition:
-            parts.append(f"{definition}.")
-        parts.append(f"{CI_NOTE}{scale}.{extra}")
+        """The short caption: what, where, and what ± is; the long text is `note()`, printed below the table."""
+        scale = f", ×{self.spec.scale:g}" if self.spec.scale != 1 else ""
+        return f"{self.spec.title or self.spec.name} — {self.dataset}, {self.layer_note}. Mean ± 95% CI over seeds{scale}."
+
+    def note(self) -> str:
+        """Definitions, the interval's formula, the rows' extra keys and what bold means (below the table)."""
+        definition = METRIC_DEFINITIONS.get(self.spec.metric if self.spec.columns != "metric" else "", "")
+        parts = [f"{definition}." if definition else "", f"{CI_NOTE}."]
+        if self.added_keys:
+            parts.append(f"Rows also split by {', '.join(self.added_keys)} (varying in the results).")
         if self.bold_overlaps():
             parts.append(BOLD_OVERLAP_NOTE)
-        return " ".join(parts)
+        return " ".join([p for p in parts if p] + self.notes)
 
     def bold_overlaps(self) -> bool:
         """Whether some bold (best-mean) cell's 95 % interval overlaps another row's in its column, or has
@@ -246,6 +253,49 @@ class Table:
             if (best["mean"] - best["ci"]).min() <= (others["mean"] + others["ci"]).max():
                 return True
         return False
+
+
+READABLE_METRICS = {"recall": "R", "precision": "P", "map_r": "MAP@R", "r_precision": "R-Prec", "attr_sim": "AttrSim"}
+
+
+def readable_metric(key: str) -> str:
+    """A metric key as a paper writes it.
+
+    >>> [readable_metric(k) for k in ("recall@1", "precision@10", "map@r", "r_precision", "attr_sim@1", "other")]
+    ['R@1', 'P@10', 'MAP@R', 'R-Prec', 'AttrSim@1', 'other']
+    """
+    name, k = split_metric(key)
+    short = READABLE_METRICS.get(name)
+    if short is None:
+        return key
+    return f"{short}@{k}" if k is not None else short
+
+
+def format_value(value: Any) -> str:
+    """A config value for a table or a legend: floats to 4 significant digits, missing as `–`.
+
+    >>> format_value(0.0016051911333587634), format_value(49.92788612306116), format_value(2.0), format_value("bdl")
+    ('0.001605', '49.93', '2', 'bdl')
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def missing_as_none(value: Any) -> Any:
+    """NaN / NA -> None, so that a row's key tuple equals another's (NaN != NaN)."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def fixed_within(frame: pd.DataFrame, keys: Sequence[str], candidates: Sequence[str]) -> list[str]:
+    """The `candidates` that take one value within each group of `keys` (a function of them, e.g. a tuned
+    method's own parameters): they cannot make a group average different configurations."""
+    if not keys:
+        return []
+    groups = frame.groupby(list(keys), dropna=False, sort=False)
+    return [c for c in candidates if bool((groups[c].nunique(dropna=False) <= 1).all())]
 
 
 def build_table(
@@ -282,7 +332,8 @@ def build_table(
         data = data.assign(column=labels)
         data = data[data["column"].isin([metric_key(m, k) for m, k in wanted])]
     else:
-        data = data[(data["metric"] == spec.metric) & (data["k"] == spec.k)]
+        # A run without the column key (e.g. no beta) has no place in a table over its values.
+        data = data[(data["metric"] == spec.metric) & (data["k"] == spec.k) & data[spec.columns].notna()]
         data = data.assign(column=data[spec.columns])
     if data.empty:
         return None
@@ -294,6 +345,8 @@ def build_table(
         c for c in config_columns(data)
         if c not in fixed and _varies(data[c]) and not is_bookkeeping(c)
     ]
+    if not spec.show_fixed_keys:  # keys set by the rows themselves (a tuned method's parameters) stay out
+        added = [c for c in added if c not in fixed_within(data, spec.rows, added)]
     if spec.layer is None and "layer" not in fixed:
         added.append("layer")
     # The spec's rows lead, then the added keys; `layer` always last so a configuration's layers sit together.
@@ -301,18 +354,23 @@ def build_table(
     row_keys = [k for k in keys if k != "layer"] + (["layer"] if "layer" in keys else [])
     cells = summarize(data, [*row_keys, "column"])
 
-    # The table must compare what the spec asks for: count distinct values of the spec's own row keys.
-    n_rows = len(cells[list(spec.rows)].drop_duplicates())
+    # The table must compare what the spec asks for: count distinct values of its first row key.
+    n_rows = cells[spec.rows[0]].nunique(dropna=False)
     column_values = sorted(cells["column"].unique().tolist(), key=sort_key)
     if spec.columns == "metric":
         order = [metric_key(*split_metric(m)) for m in spec.metrics]
         column_values = [c for c in order if c in set(column_values)]
-    if n_rows < spec.min_rows or len(column_values) < spec.min_columns:
+    # Some row must fill `min_columns` columns: else the column key never varies with the rows fixed
+    # (e.g. alpha and beta that each loss sets once), and the table would be a diagonal of one-cell rows.
+    widest = int(cells.groupby([*row_keys], dropna=False, sort=False)["column"].nunique().max())
+    if n_rows < spec.min_rows or widest < spec.min_columns:
         return None
 
-    # Best per column on the displayed (rounded) value, so ties on screen are all marked.
+    # Best per column on the displayed (rounded) value, so ties on screen are all marked; a column of one
+    # row has no best.
     shown = (cells["mean"] * spec.scale).round(spec.decimals)
-    cells["best"] = shown == shown.groupby(cells["column"]).transform("max")
+    by_column = shown.groupby(cells["column"])
+    cells["best"] = (shown == by_column.transform("max")) & (by_column.transform("count") > 1)
 
     paper_rows = None
     table_id = spec.paper.get(dataset)

@@ -82,7 +82,7 @@ def check_same_spec(spec: TuneSpec) -> None:
     if changed:
         raise TuneError(
             f"{spec.output_dir} holds a study with a different {', '.join(changed)}; "
-            "use another output_dir (or name) for a different protocol, or restore the spec"
+            "use another output_dir (`dmlbench tune ... --out DIR`) for a different protocol, or restore the spec"
         )
 
 

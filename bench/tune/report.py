@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from dmlbench import rundir
@@ -75,67 +74,173 @@ def history_frame(folder: Path) -> pd.DataFrame:
 
 
 def plot_history(frame: pd.DataFrame, stem: Path, metric: str) -> list[Path]:
-    """Optimisation history: each method's trial values (dots) and best so far (line), one panel."""
-    import matplotlib
+    """Optimisation history: each method's trial values (markers) and best so far (line), one panel; each
+    method its own colour, marker and dash, the legend right of the axes."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dmlbench.results.plots import line_style, save_figure
 
     if frame.empty:
         return []
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
     for i, (method, part) in enumerate(frame.groupby("method", sort=True)):
-        color = f"C{i}"
-        ax.scatter(part["trial"], part["value"], s=12, alpha=0.5, color=color)
-        ax.plot(part["trial"], part["best_so_far"], color=color, label=method)
+        style = line_style(i)
+        ax.scatter(part["trial"], part["value"], s=18, alpha=0.6, color=style["color"], marker=style["marker"])
+        improved = [i for i, (b, v) in enumerate(zip(part["best_so_far"], part["value"], strict=True)) if b == v]
+        ax.plot(part["trial"], part["best_so_far"], color=style["color"], linestyle=style["linestyle"], linewidth=1.8,
+                marker=style["marker"], markevery=improved, label=f"{method} (best {part['value'].max():.4f})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{metric} (mean over validation folds)")
-    ax.set_title("Optimisation history (same trial budget per method)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in out:
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.set_title("Optimisation history (same trial budget per method)\nmarkers: trials; line: best so far", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    return save_figure(fig, stem)
+
+
+TUNE_TABLES = Path(__file__).resolve().parents[1] / "presets" / "tune_tables.yaml"
+
+
+def _objective(metric: str) -> tuple[str, int | None]:
+    from dmlbench.results.collect import split_metric
+
+    return split_metric(metric)
+
+
+def _per_seed(results: pd.DataFrame, method: str, layer: str, metric: str) -> pd.Series:
+    """One method's final-stage values of `metric` on `layer`, indexed by seed."""
+    name, k = _objective(metric)
+    if results.empty:
+        return pd.Series(dtype=float)
+    sel = results[(results["name"] == method) & (results["layer"] == layer) & (results["metric"] == name)]
+    sel = sel[sel["k"].isna()] if k is None else sel[sel["k"] == k]
+    return sel.groupby("seed")["value"].mean().sort_index()
+
+
+def verdicts(results: pd.DataFrame, methods: list[str], layer: str, metric: str) -> dict[str, dict[str, Any]]:
+    """Each method against the best one (highest mean test `metric`): the difference, its interval, MDE and
+    verdict by compare's statistics (paired t over the shared final-stage seeds, else Welch), Bonferroni
+    over the m - 1 comparisons. {} when fewer than two methods have results."""
+    from dmlbench.results import power
+    from dmlbench.results.compare import verdict
+
+    values = {m: _per_seed(results, m, layer, metric) for m in methods}
+    values = {m: v for m, v in values.items() if len(v)}
+    if len(values) < 2:
+        return {}
+    best = max(values, key=lambda m: (float(values[m].mean()), -methods.index(m)))
+    family = len(values) - 1
+    alpha = 0.05 / family
+    out: dict[str, dict[str, Any]] = {best: {"best": best, "verdict": "best", "family": family}}
+    for method, v in values.items():
+        if method == best:
+            continue
+        b = values[best]
+        shared = v.index.intersection(b.index)
+        paired = len(shared) >= 2 and len(shared) == len(v) == len(b)
+        est = power.paired(v[shared].to_numpy(), b[shared].to_numpy()) if paired else power.welch(v.to_numpy(), b.to_numpy())
+        low, high = est.interval(1 - alpha)
+        out[method] = {
+            "best": best, "diff": est.diff, "ci_low": low, "ci_high": high, "mde": power.mde(est.se, est.df, alpha=alpha),
+            "test": est.method, "n": len(shared) if paired else min(len(v), len(b)), "verdict": verdict(low, high),
+            "family": family,
+        }  # fmt: skip
     return out
 
 
-def protocol_table(folder: Path, results: pd.DataFrame) -> str:
-    """The comparison table with its protocol stated above it: best validation value and the test
-    metric (mean +- std over the seeds) of each method's best configuration."""
+def _tuned(params: dict[str, Any]) -> str:
+    from dmlbench.results.tables import format_value
+
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in sorted(params.items()))
+
+
+def protocol_header(folder: Path) -> str:
     spec = load_spec(folder)
-    protocol = rundir.read_json(folder / "protocol.json") if (folder / "protocol.json").is_file() else {"methods": {}}
-    metric, k = ("map_r", None) if spec.metric == "map@r" else (spec.metric.split("@")[0], int(spec.metric.split("@")[1]) if "@" in spec.metric else None)
-    header = (
+    return (
         f"Protocol: TPE, {spec.trials} trials per method (same budget), objective {spec.metric} ({spec.layer}) = mean over "
         f"{spec.folds} class-disjoint validation folds of the training classes; test never read while tuning; "
         f"best config retrained on the full training split with {spec.seeds} seeds, evaluated once on test."
     )
-    lines = [header, "", f"| method | trials done/failed | best val {spec.metric} | test {spec.metric} | test R@1 | seeds |", "|---|---|---|---|---|---|"]
+
+
+def protocol_table(folder: Path, results: pd.DataFrame) -> Any:
+    """The comparison table (a `Table` of dmlbench.results.tables, one row per method): the test metrics
+    (mean ± 95% CI over the final-stage seeds), then the trials, the best validation value, the searched
+    dimensions and tuned values, and the verdict against the best method. None without final results."""
+    from dmlbench.results.tables import TableSpec, build_table, readable_metric
+
+    spec = load_spec(folder)
+    protocol = rundir.read_json(folder / "protocol.json") if (folder / "protocol.json").is_file() else {"methods": {}}
+    metrics = list(dict.fromkeys([spec.metric, "recall@1"]))
+    table_spec = TableSpec.from_dict("protocol", {
+        "title": "Tuned methods on test (final stage)", "rows": ["name"], "headers": {"name": "method"},
+        "columns": "metric", "metrics": metrics, "layer": spec.layer, "show_fixed_keys": False, "min_rows": 1,
+        "row_order": [m.name for m in spec.methods],
+    })  # fmt: skip
+    if results.empty or "name" not in results.columns:
+        return None
+    datasets = results["dataset"].dropna().unique()
+    table = build_table(results, table_spec, str(datasets[0])) if len(datasets) else None
+    if table is None:
+        return None
+    names = [m.name for m in spec.methods]
+    found = verdicts(results, names, spec.layer, spec.metric)
+    short = readable_metric(spec.metric)
+    rows: dict[str, dict[tuple[Any, ...], str]] = {"trials done/failed": {}, f"val {short}": {}, "searched": {}, "tuned": {}}
+    versus = f"Δ {short} vs best [CI]"
+    rows |= {versus: {}, "MDE": {}, "verdict": {}}
     for method in spec.methods:
         info = protocol["methods"].get(method.name, {})
-        sel = results[(results.get("name") == method.name) & (results["layer"] == spec.layer)] if not results.empty else results
-        cells = []
-        for m, kk in ((metric, k), ("recall", 1)):
-            vals = sel[(sel["metric"] == m) & ((sel["k"] == kk) if kk is not None else sel["k"].isna())]["value"] if not sel.empty else []
-            cells.append(f"{np.mean(vals):.4f} ± {np.std(vals):.4f}" if len(vals) else "-")
-        seeds = len(set(sel["run_id"])) if not sel.empty else 0
-        done = f"{info.get('done', 0)}/{info.get('failed', 0)}"
-        lines.append(f"| {method.name} | {done} | {_fmt(info.get('best'))} | {cells[0]} | {cells[1]} | {seeds} |")
-    return "\n".join(lines)
+        key = (method.name,)
+        rows["trials done/failed"][key] = f"{info.get('done', 0)}/{info.get('failed', 0)}"
+        best_val = info.get("best")
+        rows[f"val {short}"][key] = f"{best_val * table_spec.scale:.1f}" if best_val is not None and math.isfinite(best_val) else "–"
+        rows["searched"][key] = str(len(method.space))
+        rows["tuned"][key] = _tuned(info.get("best_params", {})) or "–"
+        v = found.get(method.name)
+        if v is None:
+            continue
+        if v["verdict"] == "best":
+            rows[versus][key], rows["MDE"][key], rows["verdict"][key] = "(best)", "–", "best"
+            continue
+        scale = table_spec.scale
+        rows[versus][key] = (
+            f"{v['diff'] * scale:+.1f} [{v['ci_low'] * scale:+.1f}, {v['ci_high'] * scale:+.1f}]"
+            if math.isfinite(v["ci_low"]) else f"{v['diff'] * scale:+.1f} [no CI]"
+        )
+        rows["MDE"][key] = f"{v['mde'] * scale:.1f}" if math.isfinite(v["mde"]) else "–"
+        rows["verdict"][key] = v["verdict"]
+    table.extra_columns = list(rows.items())
+    family = next(iter(found.values()))["family"] if found else 0
+    table.notes.append(
+        f"{protocol_header(folder)} searched: dimensions of each method's search space (train.lr and the loss's "
+        "parameters, docs/tuning.md); tuned: its best trial's values; val: best mean over the validation folds."
+        + (
+            f" Verdict: each method against the best by test {spec.metric} (its row says best), paired t over the "
+            f"shared seeds (Welch otherwise), Bonferroni over {family} comparison(s) (intervals at "
+            f"{100 - 5 / family:.4g}%); MDE at 80% power; the query sample's noise is not included "
+            "(`dmlbench compare` adds it for Recall@1)."
+            if found else ""
+        )
+    )
+    return table
 
 
 def write_tune_report(folder: Path, out_dir: Path | None, plots: bool = True) -> tuple[str, list[Path]]:
-    """collect on a tune folder: the final stage's report, the protocol table and the history plot."""
+    """collect on a tune folder: the final stage's report (one row per method), the protocol table with
+    verdicts (Markdown, LaTeX, CSV) and the optimisation history."""
     from dmlbench.results.report import write_report
+    from dmlbench.results.table_render import to_markdown, write_tables
+    from dmlbench.results.tables import load_specs
 
     out_dir = out_dir or folder / "report"
     final = folder / FINAL_DIR
     written: list[Path] = []
-    frame = pd.DataFrame(columns=["name", "layer", "metric", "k", "value", "run_id"])
+    frame = pd.DataFrame(columns=["name", "dataset", "layer", "metric", "k", "value", "run_id", "seed"])
     if final.is_dir():
-        report = write_report(final, out_dir, plots=plots)
+        report = write_report(final, out_dir, specs=load_specs(TUNE_TABLES), plots=plots, by="name")
         written += report.files
         frame = report.collection.frame
     history = history_frame(folder)
@@ -146,6 +251,9 @@ def write_tune_report(folder: Path, out_dir: Path | None, plots: bool = True) ->
     if plots:
         written += plot_history(history, out_dir / "plots" / "optimisation_history", spec.metric)
     table = protocol_table(folder, frame)
-    rundir.atomic_write_text(out_dir / "protocol_table.md", table + "\n")
+    text = to_markdown(table) if table is not None else protocol_header(folder) + "\n\n(no finished final-stage runs yet)"
+    if table is not None:
+        written += write_tables([table], out_dir / "tables")
+    rundir.atomic_write_text(out_dir / "protocol_table.md", text + "\n")
     written.append(out_dir / "protocol_table.md")
-    return table, written
+    return text, written

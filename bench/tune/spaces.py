@@ -53,9 +53,41 @@ for _name in ("multi-similarity", "batch-hard", "triplet", "contrastive"):
 ENTRY_KEYS = ("low", "high", "log", "int", "step", "choices")
 
 
-def default_space(loss: str) -> dict[str, Any]:
-    """The shipped space of `loss` (learning rate only for a loss without one, e.g. a plugin's)."""
-    return {**DEFAULT_SPACES.get(loss, {}), **LR_SPACE}
+def loss_space(loss: str) -> dict[str, Any]:
+    """The searched parameters of `loss`: the shipped ranges of a built-in (DEFAULT_SPACES); else the ranges
+    the loss class declares (`search_space = {"m": {"low": 0.1, "high": 0.5}}`); else one range per float
+    parameter of its `__init__` with a positive default d: [d/4, 4d] on a log scale. An unknown name: {}
+    (the spec's checks name it).
+
+    >>> sorted(loss_space("multi-similarity"))
+    ['loss.params.alpha', 'loss.params.base', 'loss.params.beta']
+    """
+    if loss in DEFAULT_SPACES:
+        return DEFAULT_SPACES[loss]
+    from dmlbench.errors import UnknownNameError
+    from dmlbench.losses import LOSSES
+
+    try:
+        cls = LOSSES.get(loss)
+    except UnknownNameError:
+        return {}
+    declared = getattr(cls, "search_space", None)
+    if isinstance(declared, dict) and declared:
+        return {f"loss.params.{k}": dict(v) for k, v in declared.items()}
+    out: dict[str, Any] = {}
+    for name, default in LOSSES.params(loss).items():
+        if isinstance(default, float) and default > 0:
+            out[f"loss.params.{name}"] = {"low": default / 4, "high": default * 4, "log": True}
+    return out
+
+
+def default_space(loss: str, given: dict[str, Any] | None = None, fixed: Any = ()) -> dict[str, Any]:
+    """A method's space by one rule for every method: the shared `train.lr` plus the loss's parameters
+    (`loss_space`), with the spec's own `space` entries merged over them (a given entry replaces that key's
+    range, never the others) and the keys the method fixes with `set` left out."""
+    merged = {**loss_space(loss), **LR_SPACE}  # this order: the order TPE draws in (a preset's results)
+    merged = {k: v for k, v in merged.items() if k not in set(fixed)}
+    return {**merged, **(given or {})}
 
 
 def parse_distribution(key: str, entry: Any) -> BaseDistribution:

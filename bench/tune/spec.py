@@ -42,6 +42,7 @@ from dmlbench.config import (
     read_yaml_file,
 )
 from dmlbench.errors import DmlbenchError, TuneError, closest
+from dmlbench.registry import import_plugins
 from dmlbench.sweep.spec import ExecutorSpec, resolve_executor
 from dmlbench.tune import TUNE_FILE
 from dmlbench.tune.spaces import default_space, parse_distribution
@@ -154,10 +155,13 @@ def _parse_method(entry: Any, base: dict[str, Any]) -> Method:
     for key in fixed:
         _check_key(str(key), name, base, "set")
     overrides.update({str(k): v for k, v in fixed.items()})
-    space_raw = entry.get("space")
-    space_raw = copy.deepcopy(default_space(loss)) if space_raw is None else space_raw
-    if not isinstance(space_raw, dict) or not space_raw:
+    given = entry.get("space")
+    if given is not None and (not isinstance(given, dict) or not given):
         raise TuneError(f"method '{name}': 'space' must be a non-empty mapping (dotted key -> {{low, high}} or {{choices}})")
+    both = sorted(set(given or {}) & set(fixed))
+    if both:
+        raise TuneError(f"method '{name}': {', '.join(both)} both searched ('space') and fixed ('set'); keep one")
+    space_raw = copy.deepcopy(default_space(loss, given, fixed))
     space = {}
     for key, value in space_raw.items():
         _check_key(str(key), name, base, "search space")
@@ -239,6 +243,7 @@ def spec_from_dict(data: Any, *, spec_dir: Path | None = None, executor: str | N
         base = config_to_dict(config_from_dict(base))
     except ConfigError as err:
         raise TuneError(f"base config: {err}") from None
+    import_plugins(base.get("plugins") or [])  # a plugin loss's parameters make its default space
     methods_raw = data.get("methods")
     if not isinstance(methods_raw, list) or not methods_raw:
         raise TuneError("a tuning spec needs 'methods': a non-empty list like [{loss: bdl}, {loss: multi-similarity}]")
@@ -282,8 +287,11 @@ def spec_from_dict(data: Any, *, spec_dir: Path | None = None, executor: str | N
     )
 
 
-def load_spec(path: str | Path, *, executor: str | None = None, profile: str | None = None) -> TuneSpec:
-    """A spec file, a shipped preset name, or a tune folder (its tune.yaml; the folder's location wins)."""
+def load_spec(
+    path: str | Path, *, executor: str | None = None, profile: str | None = None, overrides: dict[str, Any] | None = None
+) -> TuneSpec:
+    """A spec file, a shipped preset name, or a tune folder (its tune.yaml; the folder's location wins).
+    `overrides`: top-level spec keys replaced before parsing (`tune --trials/--folds/--seeds/--out`)."""
     path = Path(path)
     if not path.exists() and (PRESET_DIR / f"{path}.yaml").is_file():  # a shipped preset: `dmlbench tune tune-synthshop`
         path = PRESET_DIR / f"{path}.yaml"
@@ -293,7 +301,11 @@ def load_spec(path: str | Path, *, executor: str | None = None, profile: str | N
     if not path.is_file():
         raise TuneError(f"tuning spec not found: {path}")
     data = read_yaml_file(path, TuneError) or {}
+    if overrides:
+        if not isinstance(data, dict):
+            raise TuneError(f"a tuning spec must be a mapping, got {data!r}")
+        data = {**data, **overrides}
     spec = spec_from_dict(data, spec_dir=path.parent, executor=executor, profile=profile)
-    if folder is not None:
+    if folder is not None and not (overrides or {}).get("output_dir"):
         spec.output_dir = folder
     return spec

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -17,7 +18,7 @@ from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench.results import plots
 from dmlbench.results.collect import collect
-from dmlbench.results.table_render import to_latex, to_markdown
+from dmlbench.results.table_render import LATEX_PREAMBLE, to_latex, to_markdown
 from dmlbench.results.tables import build_table, load_specs
 
 
@@ -50,16 +51,50 @@ def test_latex_table_is_ascii_right_aligned_and_compiles(frame: pd.DataFrame, tm
     assert colspec == "l" * len(table.row_keys) + "r" * (len(table.column_values) + 1)  # numbers right-aligned
     assert "t\\_0.975" not in tex and r"\sqrt{}" not in tex  # the caption's formula is math, not escaped text
     if shutil.which("pdflatex") is None:
-        pytest.skip("pdflatex not installed: source checked only")
-    doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex + "\\end{document}\n")
+        pytest.skip("pdflatex not installed (Debian/Ubuntu: apt-get install texlive-latex-recommended): source checked only")
+    compile_article(tex, tmp_path)
+
+
+def compile_article(tex: str, folder: Path) -> str:
+    """pdflatex on an `article` holding the table with the preamble to_latex names; its log. Overfull
+    boxes (a table wider than the text) and missing characters fail."""
+    doc = folder / "doc.tex"
+    doc.write_text(f"\\documentclass{{article}}\n{LATEX_PREAMBLE}\n\\begin{{document}}\n{tex}\\end{{document}}\n")
     proc = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=folder, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
-    log = (tmp_path / "doc.log").read_text(errors="replace")
+    log = (folder / "doc.log").read_text(errors="replace")
     assert "Missing character" not in log and "Undefined control sequence" not in log
+    assert "Overfull \\hbox" not in log, log[-3000:]
+    return log
+
+
+def test_wide_latex_table_fits_article_with_short_caption_and_readable_headers(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for loss in ("bdl", "multi-similarity", "circle"):
+        for seed in range(3):
+            grid = {"loss.name": loss, "seed": seed, "loss.params.alpha": 0.0016051911333587634 if loss == "bdl" else 49.92788612306116,
+                    "train.lr": 0.0008731890394577651, "sampler.name": "batch-wise", "model.backbone": f"resnet50-{loss}"}
+            write_run(runs, grid, {"emb": recall_metrics(0.5 + seed / 100 + len(loss) / 100)})
+    frame = collect(tmp_path).frame
+    summary = next(s for s in load_specs() if s.name == "summary")
+    table = build_table(frame, summary, "synthshop")
+    assert table is not None and len(table.row_keys) >= 3  # loss + alpha + backbone: wide
+    tex = to_latex(table)
+    caption = re.search(r"\\caption\{(.*)\}", tex).group(1)
+    assert len(caption.split()) <= 20 and "t-interval" not in caption  # the long text is the note below
+    assert "t-interval" in tex.split("\\end{tabular}")[1]
+    assert "R@1 " in tex and "MAP@R" in tex and "map@r" not in tex and "r\\_precision" not in tex
+    assert "0.001605" in tex and "0.0016051" not in tex  # parameter values rounded
+    assert "`" not in tex  # `code` becomes \texttt, not LaTeX quotes
+    one = build_table(frame[frame["loss.name"] == "bdl"], summary, "synthshop")
+    assert one is not None and r"\textbf" not in to_latex(one)  # one row: nothing to be best against
+    assert not [line for line in to_markdown(one).splitlines() if line.startswith("|") and "**" in line]
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (Debian/Ubuntu: apt-get install texlive-latex-recommended): source checked only")
+    compile_article(tex, tmp_path)
 
 
 def _svg_texts(path: Path) -> list[str]:
@@ -103,11 +138,59 @@ def test_recall_plot_axes_never_pass_100_and_the_legend_sits_outside(frame: pd.D
         assert np.nanmax(line.get_ydata()) <= 100.0  # error-bar caps included
 
 
-def test_embedding_plot_colours_and_title(tmp_path: Path) -> None:
+def kept_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every figure the plot functions save (saved as PNG as usual), for looking at its parts."""
+    figures: list[Any] = []
+    real_save = plots.save_figure
+
+    def keep(fig: Any, stem: Path, formats: object = None) -> list[Path]:
+        figures.append(fig)
+        return real_save(fig, stem, ("png",))
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return figures
+
+
+def test_embedding_view_colours_the_largest_classes_rest_grey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(24), 5)
+    labels = np.concatenate([np.full(30 - i, i) for i in range(24)])  # 24 classes, class 0 the largest
     run_dir = write_run(tmp_path / "runs", {"loss.name": "bdl", "seed": 3}, {"emb": recall_metrics(0.5)},
-                        embeddings={"emb": rng.normal(size=(120, 8)).astype(np.float32), "labels": labels})
-    assert len({tuple(c) for c in plots.class_colours(labels)}) == 24
+                        embeddings={"emb": rng.normal(size=(len(labels), 8)).astype(np.float32), "labels": labels})
+    figures = kept_figures(monkeypatch)
+    plots.plot_embedding(run_dir / "embeddings_sample.npz", tmp_path / "emb", methods=["pca"])
+    ax = figures[0].axes[0]
+    coloured = {tuple(c.get_facecolor()[0]) for c in ax.collections[1:]}
+    assert len(ax.collections) == 1 + 12 and len(coloured) == 12  # 12 distinct colours, one grey rest
+    assert {c.get_label() for c in ax.collections[1:]} == {f"class {i}" for i in range(12)}  # the largest ones
+    assert "12 largest of 24 classes; rest grey" in ax.get_title()
     title = plots.run_title(run_dir)
     assert "bdl" in title and "seed 3" in title and "synthshop" in title and run_dir.name in title
+
+
+def test_lines_differ_in_colour_and_marker_training_legend_below_panels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    for loss in ("circle", "multi-similarity", "batch-hard"):
+        for seed in range(2):
+            history = [{"epoch": e, "loss": 1.0 / (e + 1), "val": {"recall@1": 0.5 + e / 10}} for e in range(3)]
+            write_run(runs, {"loss.name": loss, "seed": seed, "loss.params.margin": 0.123456789 if loss == "circle" else None},
+                      {"emb": recall_metrics(0.6)}, history=history)
+    collection = collect(tmp_path)
+    figures = kept_figures(monkeypatch)
+    plots.plot_recall_curves(collection.frame, tmp_path / "recall", dataset="synthshop")
+    handles, labels = figures[0].axes[0].get_legend_handles_labels()
+    lines = [h[0] for h in handles]  # an error-bar container's data line
+    styles = {(str(line.get_color()), line.get_marker()) for line in lines}
+    assert not any("0.123456789" in label for label in labels)
+    assert len(lines) == 3 and len({s[0] for s in styles}) == 3 and len({s[1] for s in styles}) == 3
+    from dmlbench.results.collect import collect_history
+
+    plots.plot_training_curves(collect_history(collection.finished), tmp_path / "curves")
+    fig = figures[1]
+    renderer = fig._get_renderer()  # the figure was drawn when saved (its layout is final)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert ax.get_ylabel()  # every panel says what its y axis is
+        assert not box.overlaps(ax.get_tightbbox(renderer))  # the legend overlaps no panel
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == 3 and not any("nan" in t or "0.123456789" in t for t in texts)
