@@ -18,7 +18,7 @@ import yaml
 
 from dmlbench.config.keys import get_dotted, normalise_key, pop_dotted, set_dotted
 from dmlbench.config.schema import HASHED_WHEN_NOT_DEFAULT, RUNTIME_KEYS, Choices, Config
-from dmlbench.errors import ConfigError, did_you_mean, unknown_value, yaml_problem
+from dmlbench.errors import ConfigError, DmlbenchError, did_you_mean, unknown_value, yaml_problem
 
 
 @functools.cache  # get_type_hints re-evaluates string annotations: slow for 1,000-cell sweeps
@@ -138,18 +138,23 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigYamlLoader)
 
 
+def read_yaml_file(path: Path, error: type[DmlbenchError], what: str) -> Any:
+    """The YAML file at `path` parsed with `load_yaml` (None when empty); a missing file or invalid YAML
+    raises `error` with one line naming `what` the file is (config, sweep file, tuning spec)."""
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return load_yaml(path.read_text())
+    except yaml.YAMLError as err:
+        raise error(f"{path} is not valid YAML: {yaml_problem(err)}") from err
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(err)}") from err
+    data = read_yaml_file(Path(path), ConfigError, "config file") or {}
     return apply_overrides(config_from_dict(data), overrides)
 
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from dmlbench.config import (
@@ -40,8 +39,8 @@ from dmlbench.config import (
     config_from_dict,
     config_to_dict,
     get_dotted,
-    load_yaml,
 )
+from dmlbench.config.io import read_yaml_file
 from dmlbench.errors import DmlbenchError, TuneError, closest
 from dmlbench.sweep.spec import ExecutorSpec, resolve_executor
 from dmlbench.tune import TUNE_FILE
@@ -231,9 +230,7 @@ def spec_from_dict(data: Any, *, spec_dir: Path | None = None, executor: str | N
     base = data.get("base") or {}
     if isinstance(base, str):
         path = Path(base) if Path(base).is_absolute() or spec_dir is None else spec_dir / base
-        if not path.is_file():
-            raise TuneError(f"base config not found: {path}")
-        base = load_yaml(path.read_text()) or {}
+        base = read_yaml_file(path, TuneError, "base config") or {}
     if not isinstance(base, dict):
         raise TuneError("'base' must be a config mapping or a config YAML path")
     try:
@@ -291,12 +288,7 @@ def load_spec(path: str | Path, *, executor: str | None = None, profile: str | N
     folder = path if path.is_dir() else None
     if folder is not None:
         path = folder / TUNE_FILE
-    if not path.is_file():
-        raise TuneError(f"tuning spec not found: {path}")
-    try:
-        data = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise TuneError(f"{path} is not valid YAML: {err}") from err
+    data = read_yaml_file(path, TuneError, "tuning spec") or {}
     spec = spec_from_dict(data, spec_dir=path.parent, executor=executor, profile=profile)
     if folder is not None:
         spec.output_dir = folder
