@@ -30,7 +30,7 @@ from dmlbench.errors import (
 )
 
 __all__ = [
-    "HARNESS_ARGS", "PLUGIN_HINT", "Registry", "import_plugins", "init_parameter_names", "param_type_problem",
+    "HARNESS_ARGS", "LOSS_HARNESS_ARGS", "PLUGIN_HINT", "Registry", "import_plugins", "init_parameter_names", "param_type_problem",
     "signature_params",
 ]
 
@@ -109,22 +109,27 @@ class Registry(Generic[T]):
                 raise ConfigError(f"{self.kind} '{name}' parameter '{key}' {problem}; fix {self.kind}.params.{key}")
 
 
+# What the harness hands a loss whose __init__ names it (never a config param; dmlbench.losses.build),
+# with what it is. train.parts.loss_harness computes the values.
+LOSS_HARNESS_ARGS: dict[str, str] = {
+    "num_classes": "the number of training classes; the loss sees labels 0..num_classes-1",
+    "embedding_size": "model.emb_dim",
+    "num_attributes": "the dataset's attribute count (0 when it has none)",
+}
+
 # Parameters an entry receives from the harness rather than from the user's config (never config
-# params), with what the harness gives. A loss gets `num_classes`, `embedding_size` and
-# `num_attributes` only when its __init__ names them (dmlbench.losses.build).
+# params), with what the harness gives.
 HARNESS_ARGS: dict[str, str] = {
     "self": "the object itself",
     "labels": "the training labels",
     "seed": "the run's seed",
     "groups": "the dataset's groups",
     "root": "data.root",
-    "num_attributes": "the dataset's attribute count",
     "dataset": "the dataset",
     "val_classes": "data.val_classes",
     "subset": "data.subset",
     "batches_per_epoch": "sampler.batches_per_epoch",
-    "num_classes": "the number of training classes; the loss sees labels 0..num_classes-1",
-    "embedding_size": "model.emb_dim",
+    **LOSS_HARNESS_ARGS,
 }
 
 

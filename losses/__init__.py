@@ -12,15 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from dmlbench.losses.base import MetricLoss
-from dmlbench.registry import PLUGIN_HINT, Registry, init_parameter_names
+from dmlbench.registry import LOSS_HARNESS_ARGS, PLUGIN_HINT, Registry, init_parameter_names
 
 LOSSES: Registry[type[MetricLoss]] = Registry("loss", unknown_hint=PLUGIN_HINT)
 register = LOSSES.register
 
-# What the harness knows and hands to a loss whose __init__ names it (never a config param):
-# num_classes (training classes; the loss sees labels 0..num_classes-1), embedding_size (model.emb_dim),
-# num_attributes (the dataset's attribute count, 0 when it has none).
-LOSS_HARNESS_ARGS: tuple[str, ...] = ("num_classes", "embedding_size", "num_attributes")
 
 
 def build(name: str, harness: Mapping[str, Any] | None = None, **params: Any) -> MetricLoss:

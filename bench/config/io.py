@@ -196,10 +196,13 @@ def load_yaml(text: str) -> Any:
     return data
 
 
-def read_yaml_file(path: Path, error: type[DmlbenchError] = ConfigError, what: str = "") -> Any:
-    """A YAML file's value; `error` (one line naming the file) when it is too large, not UTF-8 or not
-    YAML. `what` names the file in the message (default: its path)."""
+def read_yaml_file(path: Path, error: type[DmlbenchError] = ConfigError, what: str = "YAML file") -> Any:
+    """The YAML file at `path` parsed with `load_yaml` (None when empty); `error` with one line naming
+    `what` the file is (config file, sweep file, tuning spec) when it is missing, too large, not UTF-8 or
+    not YAML."""
     path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
     try:
         text = read_utf8(path)
     except FileFormatError as err:
@@ -207,7 +210,7 @@ def read_yaml_file(path: Path, error: type[DmlbenchError] = ConfigError, what: s
     try:
         return load_yaml(text)
     except yaml.YAMLError as err:
-        raise error(f"{what or path} is not valid YAML: {yaml_problem(err)}") from None
+        raise error(f"{path} is not valid YAML: {yaml_problem(err)}") from None
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -215,10 +218,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    data = read_yaml_file(path) or {}
+    data = read_yaml_file(Path(path), ConfigError, "config file") or {}
     return apply_overrides(config_from_dict(data), overrides)
 
 

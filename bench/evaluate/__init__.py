@@ -2,8 +2,8 @@
 (`metrics`), and per-layer scoring under a protocol (`layers`). The names other modules use are
 re-exported here."""
 
+from dmlbench.config.schema import BACKENDS, PROTOCOLS  # defined once, with the config that checks them
 from dmlbench.evaluate.knn import (
-    BACKENDS,
     DEFAULT_CHUNK_BYTES,
     FAISS_GPU_MAX_K,
     FaissKnn,
@@ -16,7 +16,7 @@ from dmlbench.evaluate.knn import (
     resolve_backend,
     sort_by_similarity_then_index,
 )
-from dmlbench.evaluate.layers import PROTOCOLS, evaluate_layers
+from dmlbench.evaluate.layers import evaluate_layers
 from dmlbench.evaluate.metrics import (
     count_relevant,
     nonmatching_attr_similarity,

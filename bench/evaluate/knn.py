@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BACKENDS: tuple[str, ...] = ("auto", "torch", "faiss-cpu", "faiss-gpu")
+from dmlbench.config.schema import BACKENDS
+
 DEFAULT_CHUNK_BYTES = 256 * 2**20  # similarity block per query chunk: bounds peak memory
 FAISS_GPU_MAX_K = 2048  # faiss-gpu's k-selection limit; larger k falls back to torch on the GPU
 

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from dmlbench.config.schema import PROTOCOLS
 from dmlbench.evaluate.metrics import per_query_metrics, retrieval_metrics, summarize
-
-PROTOCOLS: tuple[str, ...] = ("query-gallery", "leave-one-out")
 
 
 def evaluate_layers(

@@ -7,21 +7,15 @@ from pathlib import Path
 PRESET_DIR = Path(__file__).parent
 
 
-# Other YAML shipped here that is not a sweep (the table specs of `dmlbench collect`).
-NOT_SWEEPS = frozenset({"tables", "tune_tables"})
-
-
 def preset_path(name: str) -> Path | None:
     path = PRESET_DIR / f"{name}.yaml"
-    return path if path.is_file() and name not in NOT_SWEEPS else None
+    return path if path.is_file() else None
 
 
 def list_presets(directory: Path = PRESET_DIR) -> list[tuple[str, str]]:
     """(name, first comment line) of every preset YAML in `directory` (default: the sweep presets)."""
     out = []
     for path in sorted(directory.glob("*.yaml")):
-        if directory == PRESET_DIR and path.stem in NOT_SWEEPS:
-            continue
         first = path.read_text().splitlines()[:1]
         desc = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
         out.append((path.stem, desc))

@@ -422,6 +422,3 @@ def run_title(run_dir: Path) -> str:
         f"seed {config.get('seed', 0)}",
     ]
     return ", ".join(p for p in parts if p) + f" ({run_dir.name})"
-
-
-# ----------------------------------------------------------------------------- CLI

@@ -206,6 +206,3 @@ def _write_report_files(
     )
     written.append(report)
     return written, tables
-
-
-# ----------------------------------------------------------------------------- CLI

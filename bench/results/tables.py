@@ -1,6 +1,6 @@
 """Paper-style tables from the long results frame: mean ± 95% t-interval over seeds, best per column marked.
 
-A table is described by a `TableSpec` (plain data, shipped in bench/presets/tables.yaml): which columns
+A table is described by a `TableSpec` (plain data, shipped in bench/results/tables.yaml): which columns
 label the rows, what goes into the columns (the K of one metric, a list of metrics, or the values of a
 config key such as loss.params.beta), and filters. Every config key that varies in the results but is
 neither a row nor a column key is added to the rows, so different configurations are never averaged.
@@ -34,7 +34,7 @@ from dmlbench.errors import FileFormatError, TableSpecError, did_you_mean, yaml_
 from dmlbench.files import read_utf8
 from dmlbench.results.collect import config_columns, metric_key, split_metric
 
-PRESETS = Path(__file__).resolve().parents[1] / "presets" / "tables.yaml"
+PRESETS = Path(__file__).resolve().parent / "tables.yaml"  # the standard tables
 # The published numbers (results/paper/*.csv) live in the repository, next to the package.
 PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
 
@@ -86,7 +86,7 @@ def summarize(frame: pd.DataFrame, by: Sequence[str], value: str = "value") -> p
 
 @dataclass(frozen=True)
 class TableSpec:
-    """What one table shows; see bench/presets/tables.yaml for the meaning of each field."""
+    """What one table shows; see bench/results/tables.yaml for the meaning of each field."""
 
     name: str
     title: str = ""
@@ -400,8 +400,6 @@ def build_tables(
                 tables.append(table)
     return tables
 
-
-# ----------------------------------------------------------------------------- rendering
 
 
 def short_key(key: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import submitit
 import yaml
 
-from dmlbench.config import load_yaml, read_yaml_file
+from dmlbench.config.io import load_yaml, read_yaml_file
 from dmlbench.config.keys import normalise_key
 from dmlbench.errors import SweepError, did_you_mean
 
@@ -99,7 +99,7 @@ def find_profile(name: str, sweep_dir: Path | None) -> Path:
 
 def load_profile(name: str, sweep_dir: Path | None) -> dict[str, Any]:
     path = find_profile(name, sweep_dir)
-    data = read_yaml_file(path, SweepError) or {}
+    data = read_yaml_file(path, SweepError, "executor profile") or {}
     return dict(_mapping(data, f"profile {path}"))
 
 
@@ -157,9 +157,7 @@ def sweep_from_dict(
     base = data.get("base") or {}
     if isinstance(base, str):
         base_path = Path(base) if Path(base).is_absolute() or sweep_dir is None else sweep_dir / base
-        if not base_path.is_file():
-            raise SweepError(f"base config not found: {base_path}")
-        base = read_yaml_file(base_path, SweepError) or {}
+        base = read_yaml_file(base_path, SweepError, "base config") or {}
     base = _mapping(base, "'base'")
     grid_raw = _mapping(data.get("grid") or {}, "'grid'")
     grid: dict[str, list[Any]] = {}
@@ -192,9 +190,7 @@ def load_sweep(path: str | Path, *, executor: str | None = None, profile: str | 
     folder = path if path.is_dir() else None
     if folder is not None:
         path = folder / SWEEP_FILE
-    if not path.is_file():
-        raise SweepError(f"sweep file not found: {path}")
-    data = read_yaml_file(path, SweepError) or {}
+    data = read_yaml_file(path, SweepError, "sweep file") or {}
     sweep = sweep_from_dict(data, sweep_dir=path.parent, executor=executor, profile=profile)
     if folder is not None:
         sweep.output_dir = folder  # the folder may have moved since it was written

@@ -42,15 +42,21 @@ class RunParts:
     @property
     def num_classes(self) -> int:
         """How many classes the training images hold (what a loss's `num_classes` gets)."""
-        return len(np.unique(self.index.labels[self.train_positions]))
+        return self.loss_harness()["num_classes"]
 
     def loss_harness(self) -> dict[str, int]:
-        """What `losses.build` may hand a loss that asks (dmlbench.losses.LOSS_HARNESS_ARGS)."""
-        return {
-            "num_classes": self.num_classes,
-            "embedding_size": self.cfg.model.emb_dim,
-            "num_attributes": self.index.num_attributes,
-        }
+        """What `losses.build` may hand a loss that asks (dmlbench.registry.LOSS_HARNESS_ARGS)."""
+        return loss_harness(self.cfg, self.index, self.train_positions)
+
+
+def loss_harness(cfg: Config, index: DatasetIndex, train_positions: np.ndarray) -> dict[str, int]:
+    """The values of dmlbench.registry.LOSS_HARNESS_ARGS for a run of `cfg` on `index`, training on
+    the images at `train_positions`."""
+    return {
+        "num_classes": len(np.unique(index.labels[train_positions])),
+        "embedding_size": cfg.model.emb_dim,
+        "num_attributes": index.num_attributes,
+    }
 
 
 def training_label_codes(labels: np.ndarray, train_positions: np.ndarray) -> tuple[np.ndarray, int]:
@@ -74,11 +80,7 @@ def prepare(
     device = device or preflight(cfg)
     index = load_index(cfg)
     sampler_cls = samplers.SAMPLERS.get(cfg.sampler.name)
-    harness = {
-        "num_classes": len(np.unique(index.labels[index.indices("train")])),
-        "embedding_size": cfg.model.emb_dim,
-        "num_attributes": index.num_attributes,
-    }
+    harness = loss_harness(cfg, index, index.indices("train"))
     problem = compatibility_error(cfg.loss.name, sampler_cls.layout, index.num_attributes, cfg.loss.params, harness)
     if problem:
         raise ConfigError(problem)

@@ -100,7 +100,7 @@ def plot_history(frame: pd.DataFrame, stem: Path, metric: str) -> list[Path]:
     return save_figure(fig, stem)
 
 
-TUNE_TABLES = Path(__file__).resolve().parents[1] / "presets" / "tune_tables.yaml"
+TUNE_TABLES = Path(__file__).resolve().parents[1] / "results" / "tune_tables.yaml"
 
 
 def _objective(metric: str) -> tuple[str, int | None]:

@@ -39,8 +39,8 @@ from dmlbench.config import (
     config_from_dict,
     config_to_dict,
     get_dotted,
-    read_yaml_file,
 )
+from dmlbench.config.io import read_yaml_file
 from dmlbench.errors import DmlbenchError, TuneError, closest
 from dmlbench.registry import import_plugins
 from dmlbench.sweep.spec import ExecutorSpec, resolve_executor
@@ -234,9 +234,7 @@ def spec_from_dict(data: Any, *, spec_dir: Path | None = None, executor: str | N
     base = data.get("base") or {}
     if isinstance(base, str):
         path = Path(base) if Path(base).is_absolute() or spec_dir is None else spec_dir / base
-        if not path.is_file():
-            raise TuneError(f"base config not found: {path}")
-        base = read_yaml_file(path, TuneError) or {}
+        base = read_yaml_file(path, TuneError, "base config") or {}
     if not isinstance(base, dict):
         raise TuneError("'base' must be a config mapping or a config YAML path")
     try:
@@ -298,9 +296,7 @@ def load_spec(
     folder = path if path.is_dir() else None
     if folder is not None:
         path = folder / TUNE_FILE
-    if not path.is_file():
-        raise TuneError(f"tuning spec not found: {path}")
-    data = read_yaml_file(path, TuneError) or {}
+    data = read_yaml_file(path, TuneError, "tuning spec") or {}
     if overrides:
         if not isinstance(data, dict):
             raise TuneError(f"a tuning spec must be a mapping, got {data!r}")

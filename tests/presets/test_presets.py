@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.cli import run_cli
+from support.cli import run_main
 from support.paths import REPO
 
 from dmlbench.config import load_config
@@ -52,13 +52,15 @@ def test_sgml_ablation_cells() -> None:
     assert sgml.loss.params["alpha"] == 2.0 and sgml.loss.params["beta"] == 0.5 and sgml.train.lr == 1e-4
 
 
-def test_list_sweeps_and_dry_run_through_the_cli() -> None:
-    listing = run_cli("list", "sweeps")
-    assert listing.returncode == 0 and "sgml-alpha-beta" in listing.stdout
-    assert "tune-synthshop" not in listing.stdout
-    tunes = run_cli("list", "tunes")
-    assert tunes.returncode == 0 and "Tune presets" in tunes.stdout
-    assert "tune-synthshop" in tunes.stdout and "tune-inshop" in tunes.stdout and "The Reality Check protocol" in tunes.stdout
-    proc = run_cli("sweep", "sgml-alpha-beta", "--dry-run", "--executor", "inline")
-    assert proc.returncode == 0, proc.stderr
-    assert "20 cells" in proc.stdout and "would submit 20" in proc.stdout
+def test_list_sweeps_and_dry_run_through_the_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # in-process (dmlbench.cli.main, what the script calls): three subprocesses only re-imported torch
+    monkeypatch.chdir(REPO)
+    code, out, _err = run_main(["list", "sweeps"], capsys)
+    assert code == 0 and "sgml-alpha-beta" in out
+    assert "tune-synthshop" not in out
+    code, out, _err = run_main(["list", "tunes"], capsys)
+    assert code == 0 and "Tune presets" in out
+    assert "tune-synthshop" in out and "tune-inshop" in out and "The Reality Check protocol" in out
+    code, out, err = run_main(["sweep", "sgml-alpha-beta", "--dry-run", "--executor", "inline"], capsys)
+    assert code == 0, err
+    assert "20 cells" in out and "would submit 20" in out
