@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dmlbench.config import TrackConfig
+from dmlbench.extras import install_hint
 from dmlbench.track.base import RunInfo, Tracker, TrackerUnavailable
 
 
@@ -24,7 +25,7 @@ def _require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise TrackerUnavailable(f'{err}; install it with: pip install "dmlbench[{extra}]"') from None
+        raise TrackerUnavailable(f"{err}; install it with: {install_hint(extra)}") from None
 
 
 class TensorBoardTracker(Tracker):

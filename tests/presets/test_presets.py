@@ -58,6 +58,10 @@ def test_list_sweeps_and_dry_run_through_the_cli() -> None:
     tunes = run_cli("list", "tunes")
     assert tunes.returncode == 0 and "Tune presets" in tunes.stdout
     assert "tune-synthshop" in tunes.stdout and "tune-inshop" in tunes.stdout and "The Reality Check protocol" in tunes.stdout
-    proc = run_cli("sweep", "sgml-alpha-beta", "--dry-run", "--executor", "inline")
-    assert proc.returncode == 0, proc.stderr
+    # no In-Shop data and no resnet101 weights here: the dry run lists all 20 cells, then each problem once
+    proc = run_cli("sweep", "sgml-alpha-beta", "--dry-run", "--executor", "inline", env={"TORCH_HOME": "/nonexistent"})
+    assert proc.returncode == 2, proc.stderr
     assert "20 cells" in proc.stdout and "would submit 20" in proc.stdout
+    problems = [line for line in proc.stdout.splitlines() if line.startswith("error (")]
+    assert len(problems) == 2 and all(line.startswith("error (all 20 cells): ") for line in problems), problems
+    assert "resnet101" in problems[0] and "data/inshop" in problems[1]
