@@ -50,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmlbench.results.collect import load_frame, load_hits
     from dmlbench.results.compare import EXIT_WORSE, compare_frames, format_comparison
+    from dmlbench.results.sources import resolve_source
 
+    # a name such as results/baseline that is not a local path: the dmlbench checkout's (any working folder)
+    args.new, args.baseline = resolve_source(args.new), resolve_source(args.baseline)
     try:
         new, base = load_frame(args.new), load_frame(args.baseline)
     except (FileNotFoundError, ValueError) as err:
