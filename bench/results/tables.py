@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from dmlbench.config.keys import short_key  # noqa: F401  (here for its many readers)
 from dmlbench.errors import TableSpecError, did_you_mean, yaml_problem
 from dmlbench.results.collect import config_columns, metric_key, split_metric
 
@@ -336,16 +337,3 @@ def build_tables(
             if table is not None:
                 tables.append(table)
     return tables
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def short_key(key: str) -> str:
-    """Column header of a config key: `loss.name` -> loss, `loss.params.alpha` -> alpha.
-
-    >>> short_key("sampler.name"), short_key("loss.params.beta"), short_key("layer")
-    ('sampler', 'beta', 'layer')
-    """
-    parts = key.split(".")
-    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]

@@ -95,6 +95,9 @@ class MlflowTracker(Tracker):
         self.uri = cfg.mlflow_uri
         self.client: Any = None
         self.run_id: str | None = None
+        if self.uri and "://" not in self.uri.removeprefix("file://"):
+            # A folder is MLflow's file store, which MLflow 3 refuses unless opted in (it recommends SQLite)
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
     def where(self) -> str:
         if self.uri:
