@@ -126,6 +126,13 @@ class WeightsMissingError(DmlbenchError, FileNotFoundError):
     """Pretrained weights were asked for but are not on disk (runs never download)."""
 
 
+class BrokenResultError(DmlbenchError, ValueError):
+    """A finished run whose result cannot be used (a NaN or missing metric): named, never passed over."""
+
+    exit_code = STOPPED
+    label = "broken result"
+
+
 class NonFiniteLossError(DmlbenchError, FloatingPointError):
     """The loss or the gradient norm became NaN/inf: the run stops instead of writing garbage."""
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# support.slurm: the `slurm_cluster` fixture (skips, or fails under DMLBENCH_REQUIRE_SLURM=1, without a cluster)
+pytest_plugins = ["support.slurm"]
+
 # tests/plugins/ holds plugin modules that tests import by name (`--plugin plugins.example_losses`).
 collect_ignore = ["plugins"]
 

@@ -95,6 +95,18 @@ def build_parser(selected: tuple[str | None, str | None] | None = None) -> argpa
     return parser
 
 
+def parse_command(argv: Sequence[str]) -> argparse.Namespace:
+    """A command line without the global `--plugin` options, parsed; argparse exits 2 on a usage error."""
+    parser = build_parser(selected_commands(argv))
+    args, extra = parser.parse_known_args(argv)
+    # `train cfg.yaml --quiet key=value`: argparse stops filling `overrides` at the first option.
+    if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; an error the user can act on is one line on stderr and the error's exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -103,14 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `--plugin` is global but may stand anywhere (also after the command): read it here, once.
         plugins, rest = plugin_option_parser().parse_known_args(argv)
         import_plugins(plugins.plugin)
-        parser = build_parser(selected_commands(rest))
-        args, extra = parser.parse_known_args(rest)
+        args = parse_command(rest)
         args.plugin = plugins.plugin
-        # `train cfg.yaml --quiet key=value`: argparse stops filling `overrides` at the first option.
-        if extra and hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
-            args.overrides = [*args.overrides, *extra]
-        elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return int(args.func(args) or 0)
     except DmlbenchError as err:
         print(f"dmlbench: {err.label}: {err}", file=sys.stderr)

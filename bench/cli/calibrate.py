@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="copy finished runs of the same run_id from here (e.g. sweeps/regression/runs) instead of training",
     )  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+    parser.add_argument(
+        "--hit-edits", type=Path, default=None, metavar="RESULTS",
+        help="instead: power with real query noise, no training -- planted effects of exact size made by editing the "
+        "per-query hits of RESULTS' losses (e.g. results/baseline; dmlbench.calibration.hit_edits)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from dmlbench.rundir import atomic_write_text
     from dmlbench.sweep.spec import load_sweep
 
+    if args.hit_edits is not None:
+        return run_hit_edits(args)
     sweep = load_sweep(args.preset)
     seeds = [int(s) for s in sweep.grid.get("seed", [])]
     if len(seeds) < 2:
@@ -53,4 +60,25 @@ def run(args: argparse.Namespace) -> int:
     )
     print(text)
     atomic_write_text(out / "calibration.md", text)
+    return 0
+
+
+def run_hit_edits(args: argparse.Namespace) -> int:
+    """`--hit-edits RESULTS`: power at -1.0, -0.5, +0.5 points (and A/A) from edited real hits."""
+    from dmlbench.calibration.hit_edits import power_by_hit_edits
+    from dmlbench.results.collect import load_frame, load_hits
+    from dmlbench.rundir import atomic_write_text
+
+    if args.draws < 1:
+        raise UsageError("--draws must be >= 1")
+    frame = load_frame(args.hit_edits)
+    started = time.time()
+    try:
+        result = power_by_hit_edits(frame, load_hits(args.hit_edits, frame), draws=args.draws)
+    except ValueError as err:
+        raise UsageError(f"{args.hit_edits}: {err}") from err
+    text = f"power of `compare` by hit edits of {args.hit_edits}; {time.time() - started:.0f} s\n\n{result.markdown()}\n"
+    print(text)
+    out = args.out or Path("calibration") / "hit-edits"
+    atomic_write_text(out / "power.md", text)
     return 0

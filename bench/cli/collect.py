@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmlbench.results.collect import collected_table, format_problems
-    from dmlbench.results.report import _write_report
+    from dmlbench.results.report import write_report
     from dmlbench.results.sources import collect_sources
     from dmlbench.results.table_render import to_markdown
     from dmlbench.results.tables import load_specs
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         # one results tree: collected as it is; several sources, or a collected folder (results/baseline): read first
         one_tree = len(paths) == 1 and paths[0].is_dir() and collected_table(paths[0]) is None
         sources = paths[0] if one_tree else collect_sources(args.sources)
-        written, collection, tables = _write_report(sources, out_dir, specs, args.paper, not args.no_plots)
+        report = write_report(sources, out_dir, specs=specs, paper=args.paper, plots=not args.no_plots)
+        written, collection, tables = report.files, report.collection, report.tables
         print("\n\n".join(to_markdown(t) for t in tables) if tables else "(no finished runs to tabulate)")
         if collection.frame.empty and not collection.problems:
             print(f"\nno run folders (directories holding config.yaml) under {args.sweep_dir}", file=sys.stderr)

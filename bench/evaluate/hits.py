@@ -14,6 +14,8 @@ nearest neighbour is the same (cosine, ties to the lower index), so the hits' me
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from dmlbench import rundir
+from dmlbench.errors import UsageError
 from dmlbench.evaluate.knn import knn, l2_normalize
 from dmlbench.evaluate.layers import query_gallery_tasks
 from dmlbench.evaluate.metrics import count_relevant
@@ -79,13 +82,33 @@ def save_query_hits(run_dir: Path, hits: Mapping[str, np.ndarray]) -> None:
     rundir.atomic_write_npz(Path(run_dir) / rundir.QUERY_HITS, hits)
 
 
-def load_query_hits(run_dir: Path) -> dict[str, np.ndarray] | None:
-    """The run's hits, or None when the run predates them (or the file is unreadable)."""
+def load_query_hits(run_dir: Path, strict: bool = False) -> dict[str, np.ndarray] | None:
+    """The run's hits, or None when the run predates them. An unreadable or inconsistent file (truncated,
+    not an npz, a hit vector whose length is not the queries') is None too, or with `strict` a
+    UsageError naming the file (what `compare` needs: never a silently dropped query term)."""
     path = Path(run_dir) / rundir.QUERY_HITS
     if not path.is_file():
         return None
     try:
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError):
+        return read_hits_file(path)
+    except ValueError as err:
+        if strict:
+            raise UsageError(f"{path}: unreadable query hits ({err}); rerun that run, or delete the file to "
+                             "compare on seeds only") from err  # fmt: skip
         return None
+
+
+def read_hits_file(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an npz, checked: ValueError when unreadable, or a hit vector is not one per query."""
+    try:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{type(err).__name__}: {err}") from err
+    queries = arrays.get("positions")
+    if queries is not None:
+        bad = [k for k, v in arrays.items() if k not in QUERY_KEYS and v.shape != queries.shape]
+        if bad:
+            raise ValueError(f"{bad[0]} holds {arrays[bad[0]].shape[0] if arrays[bad[0]].ndim else 0} hits for "
+                             f"{len(queries)} queries")  # fmt: skip
+    return arrays

@@ -31,10 +31,18 @@ import yaml
 from dmlbench import rundir
 from dmlbench.config import get_dotted, load_yaml, normalise_key
 from dmlbench.errors import UsageError
-from dmlbench.evaluate.hits import QUERY_KEYS, load_query_hits
+from dmlbench.evaluate.hits import QUERY_KEYS, load_query_hits, read_hits_file
 
 # Config keys every run gets as columns, whether or not it is part of a sweep.
 STANDARD_KEYS: tuple[str, ...] = ("data.dataset", "model.backbone", "loss.name", "sampler.name")
+# Config keys that say what was measured and how (data, tier, schedule): also columns of every run, so
+# that `compare` can refuse to compare results that differ in any of them (dmlbench.results.compare).
+SETUP_KEYS: tuple[str, ...] = (
+    "data.root", "data.image_size", "data.subset", "train.tier", "train.epochs", "sampler.batches_per_epoch",
+)  # fmt: skip
+# Non-config columns read from a run's environment.json (dmlbench.train.environment): its fingerprint as
+# `env:<key>`, the data's size and galleries as `setup:<key>`. Missing (older runs): empty.
+ENV_PREFIX, SETUP_PREFIX = "env:", "setup:"
 # Per-layer entries of metrics.json that are counts, not metrics: kept as columns of every row.
 COUNT_KEYS: tuple[str, ...] = ("num_queries", "excluded_queries")
 LONG_COLUMNS: tuple[str, ...] = (
@@ -158,7 +166,7 @@ def run_keys(
 ) -> tuple[str | None, dict[str, Any]]:
     """(sweep name, config-key columns) of a run: standard keys from its config, grid keys from cell.json."""
     keys: dict[str, Any] = {
-        key: canonical_value(get_dotted(config, key)) for key in (*STANDARD_KEYS, *extra_keys)
+        key: canonical_value(get_dotted(config, key)) for key in (*STANDARD_KEYS, *SETUP_KEYS, *extra_keys)
     }
     if not has_cell or not (run_dir / rundir.CELL).is_file():
         return None, keys
@@ -206,6 +214,7 @@ def _read_run(
         "epoch": metrics.get("epoch"),
         "seed": config.get("seed"),
         "path": rel,
+        **environment_columns(run_dir),
         **keys,
     }
     rows: list[dict[str, Any]] = []
@@ -217,6 +226,22 @@ def _read_run(
             metric, k = split_metric(key)
             rows.append({**base, "layer": layer, "metric": metric, "k": k, "value": float(value), **counts})
     return rows, None
+
+
+def environment_columns(run_dir: Path) -> dict[str, Any]:
+    """`env:<key>` (the fingerprint) and `setup:<key>` (data facts) columns from a run's environment.json."""
+    try:
+        data = json.loads((run_dir / rundir.ENVIRONMENT).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for prefix, section in ((ENV_PREFIX, "fingerprint"), (SETUP_PREFIX, "dataset")):
+        values = data.get(section)
+        if isinstance(values, dict):
+            out |= {f"{prefix}{key}": str(value) for key, value in values.items() if "." not in str(key)}
+    return out
 
 
 def collect(root: str | Path, extra_keys: Sequence[str] = ()) -> Collection:
@@ -375,15 +400,22 @@ def load_hits(source: str | Path, frame: pd.DataFrame) -> dict[str, dict[str, np
     out: dict[str, dict[str, np.ndarray]] = {}
     if source.is_dir() and table is None:
         for run, rel in frame[["run_id", "path"]].drop_duplicates().itertuples(index=False):
-            hits = load_query_hits(source / str(rel))
+            hits = load_query_hits(source / str(rel), strict=True)
             if hits is not None:
                 out[str(run)] = hits
         return out
     packed = folder / rundir.QUERY_HITS
     if not packed.is_file():
         return out
-    with np.load(packed) as data:
-        arrays = {key: data[key] for key in data.files}
+    try:
+        return _unpack_hits(read_hits_file(packed))
+    except (ValueError, KeyError, IndexError) as err:
+        raise UsageError(f"{packed}: unreadable query hits ({err}); collect the results again") from err
+
+
+def _unpack_hits(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The runs' hits from `save_hits`'s packed arrays."""
+    out: dict[str, dict[str, np.ndarray]] = {}
     for key, values in arrays.items():
         run, _, rest = key.partition(".")
         if run.startswith("queries") or rest.endswith(".count"):

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from dmlbench import rundir
@@ -94,39 +95,38 @@ def _report_markdown(
     return "\n".join(lines)
 
 
+@dataclass
+class Report:
+    """What `write_report` wrote: the files (final paths), the collection it read and the tables it built."""
+
+    files: list[Path]
+    collection: Collection
+    tables: list[Table]
+
+
 def write_report(
-    sweep_dir: Path,
+    sweep_dir: Path | Collection,
     out_dir: Path,
     *,
     specs: Sequence[TableSpec] | None = None,
     paper: bool = False,
     plots: bool = True,
     embedding_methods: Sequence[str] | None = None,
-) -> list[Path]:
+) -> Report:
     """Collect `sweep_dir` and write the long table, the standard tables and plots into `out_dir`.
 
     `embedding_methods`: projections for the embedding view (default: pca, tsne and umap when installed).
     """
-    return _write_report(Path(sweep_dir), Path(out_dir), specs, paper, plots, embedding_methods)[0]
-
-
-def _write_report(
-    sweep_dir: Path | Collection,
-    out_dir: Path,
-    specs: Sequence[TableSpec] | None,
-    paper: bool,
-    plots: bool,
-    embedding_methods: Sequence[str] | None = None,
-) -> tuple[list[Path], Collection, list[Table]]:
+    out_dir = Path(out_dir)
     # a Collection: several sources read already (dmlbench.results.sources.collect_sources)
-    collection = sweep_dir if isinstance(sweep_dir, Collection) else collect(sweep_dir)
+    collection = sweep_dir if isinstance(sweep_dir, Collection) else collect(Path(sweep_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     # Everything is written into a staging folder first and moved in file by file (report.md last) once
     # complete: a collect killed while it works (the plots take minutes) leaves the previous report whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         written, tables = _write_report_files(collection, staging, specs, paper, plots, embedding_methods)
-        return _publish(staging, out_dir, written), collection, tables
+        return Report(_publish(staging, out_dir, written), collection, tables)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -51,6 +51,7 @@ ERROR = "error.txt"
 EMBEDDINGS_SAMPLE = "embeddings_sample.npz"
 TRACKER = "tracker.json"
 QUERY_HITS = "query_hits.npz"
+ENVIRONMENT = "environment.json"  # the run's environment fingerprint (dmlbench.train.environment)
 DONE = "DONE"
 
 

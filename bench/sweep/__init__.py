@@ -32,8 +32,8 @@ subprocess through submitit's LocalExecutor (``local_parallelism`` at a time) an
 runs the cells one after the other in this process (debugging, tests, the quick start).
 
 Modules, one job each: `spec` (the sweep file parsed and checked), `expand` (its cells), `job` (one cell
-as a submitit job), `slurm` (squeue / sacct), `status` (each cell's state), `submit` (submission, the
-lock, jobs.json, cancelling). The `sweep`, `status` and `cancel` commands are `dmlbench.cli.sweep`, `.status` and `.cancel`.
+as a submitit job), `executor` (the submitit executor, cell.json and jobs.json, shared with `tune`), `slurm`
+(squeue / sacct), `status` (each cell's state), `submit` (submission, the lock, cancelling). The `sweep`, `status` and `cancel` commands are `dmlbench.cli.sweep`, `.status` and `.cancel`.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from dmlbench.sweep.job import (
     DEFAULT_RUNNER,
     CellJob,
     PreemptOnce,
-    _route_preemption_to_submitit,
     preemption_safe_python,
+    route_preemption_to_submitit,
     run_cell,
 )
 from dmlbench.sweep.spec import (
@@ -70,7 +70,7 @@ __all__ = [
     "Sweep",
     "SweepError",
     "SweepReport",
-    "_route_preemption_to_submitit",
+    "route_preemption_to_submitit",
     "cancel_sweep",
     "cell_statuses",
     "expand",

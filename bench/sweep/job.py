@@ -98,7 +98,7 @@ class PreemptOnce:
         self.handler(signum, frame)
 
 
-def _route_preemption_to_submitit() -> None:
+def route_preemption_to_submitit() -> None:
     """Inside a submitit job, make SIGUSR1 do what submitit's preemption signal (USR2) does:
     checkpoint and requeue, once per job. Clusters and operators use either signal."""
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
@@ -118,7 +118,7 @@ class CellJob(Checkpointable):
         self.runner = runner
 
     def __call__(self, config_data: dict[str, Any], run_dir: str) -> dict[str, Any]:
-        _route_preemption_to_submitit()
+        route_preemption_to_submitit()
         return run_cell(config_data, run_dir, self.runner)
 
     def checkpoint(self, config_data: dict[str, Any], run_dir: str) -> DelayedSubmission:

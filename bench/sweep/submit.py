@@ -5,33 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import submitit
 import yaml
 
 from dmlbench import rundir
 from dmlbench.config import config_to_dict
+from dmlbench.sweep.executor import make_executor, record_jobs, write_cell_files
 from dmlbench.sweep.expand import Cell, describe_cell, expand
-from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, exception_summary, preemption_safe_python, run_cell
+from dmlbench.sweep.job import DEFAULT_RUNNER, CellJob, exception_summary, run_cell
 from dmlbench.sweep.reuse import ChangedCell, changed_code_cells, refuse_or_set_aside
 from dmlbench.sweep.slurm import run_slurm_command, slurm_available
-from dmlbench.sweep.spec import (
-    CONSTRUCTOR_KEYS,
-    JOBS_FILE,
-    LOCK_FILE,
-    OWN_EXECUTOR_KEYS,
-    SUBMITIT_DIR,
-    SWEEP_FILE,
-    Sweep,
-    SweepError,
-)
-from dmlbench.sweep.status import CellStatus, cell_statuses, read_jobs, sweep_status
+from dmlbench.sweep.spec import LOCK_FILE, SWEEP_FILE, Sweep, SweepError
+from dmlbench.sweep.status import CellStatus, cell_statuses, sweep_status
 from dmlbench.validation.requirements import Problem, cell_problems, format_problems
 
 
@@ -60,39 +50,9 @@ def sweep_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_cell_files(sweep: Sweep, cells: Sequence[Cell]) -> None:
-    for cell in cells:
-        path = sweep.runs_dir / cell.run_id / rundir.CELL
-        content = {"sweep": sweep.name, "grid": cell.grid}
-        if path.is_file():
-            with contextlib.suppress(ValueError):
-                if rundir.read_json(path) == json.loads(json.dumps(content, default=str)):
-                    continue
-        rundir.atomic_write_json(path, content)
-
-
-def _record_jobs(out: Path, new: dict[str, str]) -> None:
-    if new:
-        rundir.atomic_write_json(out / JOBS_FILE, {**read_jobs(out), **new})
-
-
-def _make_executor(sweep: Sweep, cluster: str) -> submitit.AutoExecutor:
-    params = {k: v for k, v in sweep.executor.params.items() if k not in OWN_EXECUTOR_KEYS}
-    ctor = {k: params.pop(k) for k in CONSTRUCTOR_KEYS if k in params}
-    if cluster == "slurm":
-        ctor["slurm_python"] = preemption_safe_python(ctor.get("slurm_python"))
-        if int(params.get("tasks_per_node", 1)) * int(params.get("nodes", 1)) > 1:
-            # a data-parallel cell: when one process fails, srun stops the others (else they would wait
-            # in their next collective until its timeout)
-            params["slurm_srun_args"] = [*params.get("slurm_srun_args", []), "--kill-on-bad-exit=1"]
-    executor = submitit.AutoExecutor(folder=sweep.output_dir / SUBMITIT_DIR / "%j", cluster=cluster, **ctor)
-    executor.update_parameters(name=f"dmlbench-{sweep.name}", **params)
-    return executor
-
-
 def submit_slurm(sweep: Sweep, cells: Sequence[Cell], runner: str) -> dict[str, str]:
     """One job array per chunk of `max_array_size` cells (SLURM's MaxArraySize caps arrays)."""
-    executor = _make_executor(sweep, "slurm")
+    executor = make_executor(sweep, "slurm")
     chunk = int(sweep.executor.params.get("max_array_size", 1000))
     job_ids: dict[str, str] = {}
     for start in range(0, len(cells), chunk):
@@ -103,14 +63,14 @@ def submit_slurm(sweep: Sweep, cells: Sequence[Cell], runner: str) -> dict[str, 
             [str((sweep.runs_dir / c.run_id).resolve()) for c in part],
         )
         new = {c.run_id: str(j.job_id) for c, j in zip(part, jobs, strict=True)}
-        _record_jobs(sweep.output_dir, new)  # after every array: a crash later still knows these jobs
+        record_jobs(sweep.output_dir, new)  # after every array: a crash later still knows these jobs
         job_ids.update(new)
     return job_ids
 
 
 def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
     """Each cell in its own subprocess (submitit LocalExecutor), `local_parallelism` at a time; waits."""
-    executor = _make_executor(sweep, "local")
+    executor = make_executor(sweep, "local")
     parallel = max(1, int(sweep.executor.params.get("local_parallelism", 1)))
     queue = list(cells)
     running: list[tuple[Cell, Any]] = []
@@ -122,7 +82,7 @@ def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[s
             cell = queue.pop(0)
             job = executor.submit(CellJob(runner), config_to_dict(cell.config), str((sweep.runs_dir / cell.run_id).resolve()))
             job_ids[cell.run_id] = f"local:{job.job_id}"
-            _record_jobs(sweep.output_dir, {cell.run_id: job_ids[cell.run_id]})
+            record_jobs(sweep.output_dir, {cell.run_id: job_ids[cell.run_id]})
             running.append((cell, job))
         time.sleep(0.2)
         for cell, job in list(running):
@@ -214,7 +174,7 @@ def run_sweep(
         if announce is not None:
             announce(report)
         rundir.atomic_write_text(sweep.output_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
-        _write_cell_files(sweep, todo)
+        write_cell_files(sweep, todo)
         if not todo:
             return report
         if kind == "slurm":

@@ -42,6 +42,7 @@ from dmlbench.errors import ConfigError, NonFiniteLossError
 from dmlbench.evaluate import evaluate_layers
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.model import BACKBONES, EmbeddingNet, weights_location
+from dmlbench.train.environment import dataset_facts, features_digest, fingerprint, write_environment
 from dmlbench.train.features import save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
 from dmlbench.train.pipeline import image_transform
@@ -70,6 +71,12 @@ def feature_key(cfg: Config, index: DatasetIndex) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def feature_cache_path(cfg: Config, index: DatasetIndex) -> Path | None:
+    """Where the frozen features of `index` are cached (None: the cache is off)."""
+    root = cache_dir()
+    return None if root is None else root / "features" / f"{feature_key(cfg, index)}.npy"
+
+
 @torch.no_grad()
 def cached_features(
     cfg: Config, index: DatasetIndex, device: torch.device, log: Callable[[str], None] = print
@@ -80,8 +87,7 @@ def cached_features(
             "train.tier=head trains only the head on a frozen backbone, which needs ImageNet weights: "
             "set model.pretrained=true (efficientnet_lite0's ship in a pip package) or model.weights_path"
         )
-    root = cache_dir()
-    path = None if root is None else root / "features" / f"{feature_key(cfg, index)}.npy"
+    path = feature_cache_path(cfg, index)
     if path is not None and path.is_file():
         return torch.from_numpy(np.load(path))
     started = time.time()
@@ -174,6 +180,8 @@ def train_head_run(cfg: Config, run_dir: Path, device: torch.device, *, progress
 
     parts = prepare(cfg, log=log, check_images=False, device=device)
     features = cached_features(cfg, parts.index, parts.device, log)
+    digest = features_digest(features.numpy(), feature_cache_path(cfg, parts.index))
+    write_environment(run_dir, fingerprint(parts.device, features=digest), dataset_facts(parts.index))
     # One thread: the head's matrices are small, so more threads only add waiting (8x slower on a busy
     # 2-core machine), and the result no longer depends on the machine's thread count.
     threads = torch.get_num_threads()

@@ -36,6 +36,7 @@ from dmlbench.train.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from dmlbench.train.environment import dataset_facts, fingerprint, write_environment
 from dmlbench.train.features import evaluate_positions, save_embedding_sample
 from dmlbench.train.parts import RunParts, prepare
 from dmlbench.train.pipeline import LoadedBatch, batch_tensors, image_transform, run_schedule, training_loader
@@ -289,6 +290,8 @@ def _train_and_evaluate(
             tqdm.write(line)
 
     parts = prepare(cfg, log=log, device=device)
+    if world.is_main:
+        write_environment(run_dir, fingerprint(device), dataset_facts(parts.index))
     distributed.check_loss(losses.LOSSES.get(cfg.loss.name), cfg.loss.name, world)
     for note in parts.notes:
         log(f"note: {note}")

@@ -128,16 +128,16 @@ def protocol_table(folder: Path, results: pd.DataFrame) -> str:
 
 def write_tune_report(folder: Path, out_dir: Path | None, plots: bool = True) -> tuple[str, list[Path]]:
     """collect on a tune folder: the final stage's report, the protocol table and the history plot."""
-    from dmlbench.results.report import _write_report
+    from dmlbench.results.report import write_report
 
     out_dir = out_dir or folder / "report"
     final = folder / FINAL_DIR
     written: list[Path] = []
     frame = pd.DataFrame(columns=["name", "layer", "metric", "k", "value", "run_id"])
     if final.is_dir():
-        files, collection, _tables = _write_report(final, out_dir, None, False, plots)
-        written += files
-        frame = collection.frame
+        report = write_report(final, out_dir, plots=plots)
+        written += report.files
+        frame = report.collection.frame
     history = history_frame(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     history.to_csv(out_dir / "optimisation_history.csv", index=False)

@@ -21,11 +21,11 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from dmlbench import rundir
 from dmlbench.config import config_to_dict, run_id
+from dmlbench.sweep.executor import make_executor, record_jobs, write_cell_files
 from dmlbench.sweep.expand import Cell
-from dmlbench.sweep.job import DEFAULT_RUNNER, _route_preemption_to_submitit, exception_summary, run_cell
+from dmlbench.sweep.job import DEFAULT_RUNNER, exception_summary, route_preemption_to_submitit, run_cell
 from dmlbench.sweep.spec import Sweep
 from dmlbench.sweep.status import cell_statuses
-from dmlbench.sweep.submit import _make_executor, _record_jobs, _write_cell_files
 
 if TYPE_CHECKING:  # not imported at run time: a job process unpickling TrialJob stays light (no Optuna)
     from dmlbench.tune.spec import Method, TuneSpec
@@ -86,7 +86,7 @@ class TrialJob(Checkpointable):
         self.runner = runner
 
     def __call__(self, cells: list[CellArgs]) -> list[dict[str, Any]]:
-        _route_preemption_to_submitit()
+        route_preemption_to_submitit()
         results = []
         for config, run_dir in cells:
             with cell_lock(Path(run_dir)):
@@ -124,7 +124,7 @@ def submit(spec: TuneSpec, sweep: Sweep, works: Sequence[TrialWork], runner: str
     """Start the unfinished cells of `works`: inline (now, in this process), local jobs, or one SLURM array."""
     for work in works:
         guard_validation_only(work.cells)
-        _write_cell_files(sweep, work.cells)
+        write_cell_files(sweep, work.cells)
     kind = spec.executor.kind
     if kind == "inline":
         for work in works:
@@ -142,15 +142,15 @@ def submit(spec: TuneSpec, sweep: Sweep, works: Sequence[TrialWork], runner: str
     groups = [(work, group) for work in works for group in _job_groups(spec, sweep, work.cells, skip)]
     if not groups:
         return
-    executor = _make_executor(sweep, kind)
+    executor = make_executor(sweep, kind)
     if kind == "local":
         for work, group in groups:
             job = executor.submit(TrialJob(runner), _args(sweep, group))
             work.jobs.append(job)
-            _record_jobs(sweep.output_dir, {c.run_id: f"local:{job.job_id}" for c in group})
+            record_jobs(sweep.output_dir, {c.run_id: f"local:{job.job_id}" for c in group})
         return
     jobs = executor.map_array(TrialJob(runner), [_args(sweep, group) for _work, group in groups])
-    _record_jobs(sweep.output_dir, {c.run_id: str(job.job_id) for (_w, group), job in zip(groups, jobs, strict=True) for c in group})
+    record_jobs(sweep.output_dir, {c.run_id: str(job.job_id) for (_w, group), job in zip(groups, jobs, strict=True) for c in group})
 
 
 def ended(spec: TuneSpec, sweep: Sweep, works: Sequence[TrialWork]) -> list[TrialWork]:

@@ -7,16 +7,12 @@ The functional checks (not the timings) also run in every CI run, at a smaller s
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from support.synthetic_runs import recall_metrics, write_run
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the synthetic run-folder writer
-
-from synthetic_runs import recall_metrics, write_run  # noqa: E402
-
-from dmlbench.results.collect import collect  # noqa: E402
+from dmlbench.results.collect import collect
 
 N_RUNS = 1000
 

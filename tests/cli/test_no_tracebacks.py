@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
-
-from dmlbench.cli import main
+from support.cli import run_cli, run_main
 
 ROOT = os.geteuid() == 0  # root reads folders whatever their mode: the unreadable-folder cases need a user
 
@@ -131,15 +129,6 @@ def expand(line: str, paths: dict[str, str]) -> list[str]:
 
 # commands whose answer to a bad input is their report on stdout, not an error line
 REPORTS = ("data check", "compare {empty_dir}")
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own usage errors
-        code = int(exit_.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import REPO, tiny_run_config, write_config
+from support.configs import tiny_run_config, write_config
+from support.paths import REPO
 
 from dmlbench.extras import EXTRAS, install_hint
 
@@ -163,7 +164,7 @@ def test_inline_sweep_ends_with_a_summary_and_each_failure_once(tmp_path: Path, 
         "executor": {"kind": "inline"},
     }  # fmt: skip
     path = write_config(tmp_path / "s.yaml", sweep)
-    assert main(["sweep", str(path), "--runner", "standin:standin_train_run"]) == 1
+    assert main(["sweep", str(path), "--runner", "support.standin:standin_train_run"]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
     error = f"DatasetError: dataset folder not found: {tmp_path / 'missing'}"
@@ -177,7 +178,7 @@ def test_inline_sweep_ends_with_a_summary_and_each_failure_once(tmp_path: Path, 
     assert not any(ln.startswith("unsubmitted") for ln in summary)  # no stale "before" table at the end
     # a rerun: the failures are still there, the summary says so
     (tmp_path / "missing").mkdir()
-    assert main(["sweep", str(path), "--runner", "standin:standin_train_run"]) == 0
+    assert main(["sweep", str(path), "--runner", "support.standin:standin_train_run"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("sweep 's' now: 4 done of 4 cells (this command ran 3 in ")
 
 

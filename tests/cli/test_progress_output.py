@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from helpers import run_cli
+from support.cli import run_cli
 
 from dmlbench.progress import LINE_EVERY_S, progress_bar
 

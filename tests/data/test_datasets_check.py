@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures_datasets import SHARED_DATA, make_cub, make_inshop
+from support.datasets import make_cub, make_inshop
+from support.paths import SHARED_DATA
 
 from dmlbench.cli import main as cli_main
 

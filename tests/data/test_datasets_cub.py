@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_datasets import SHARED_DATA, make_cub
+from support.datasets import make_cub
+from support.paths import SHARED_DATA
 
 from dmlbench.data import DatasetError
 from dmlbench.data.cub import load_cub

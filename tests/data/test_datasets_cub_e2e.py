@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_datasets import SHARED_DATA
-from helpers import run_cli, tiny_run_config, write_config
+from support.cli import run_cli
+from support.configs import tiny_run_config, write_config
+from support.paths import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 

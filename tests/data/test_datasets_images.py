@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_datasets import SHARED_DATA, write_image, write_truncated_jpeg
 from PIL import Image
+from support.datasets import write_image, write_truncated_jpeg
+from support.paths import SHARED_DATA
 
 import dmlbench.data.scan as scan_module
 from dmlbench.data import DatasetError

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_datasets import INSHOP_ATTRIBUTE_NAMES, SHARED_DATA, make_inshop
+from support.datasets import INSHOP_ATTRIBUTE_NAMES, make_inshop
+from support.paths import SHARED_DATA
 
 from dmlbench.data import DATASETS, DatasetError
 from dmlbench.data.dataset import ImageDataset

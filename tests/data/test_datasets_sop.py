@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_datasets import SHARED_DATA, SOP_SUPER, make_sop
+from support.datasets import SOP_SUPER, make_sop
+from support.paths import SHARED_DATA
 
 from dmlbench.data import DatasetError
 from dmlbench.data.sop import load_sop

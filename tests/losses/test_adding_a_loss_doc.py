@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from support.paths import REPO
 
 DOC = REPO / "docs" / "adding_a_loss.md"
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import REPO, tiny_run_config
+from support.configs import tiny_run_config
+from support.paths import REPO
 
 from dmlbench.cli import main
 from dmlbench.config import config_from_dict, load_config, run_id

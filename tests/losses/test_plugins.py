@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli, tiny_run_config
+from support.cli import run_cli
+from support.configs import tiny_run_config
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli, tiny_run_config, write_config
+from support.cli import run_cli
+from support.configs import tiny_run_config, write_config
 from torch.nn import functional as F
 
 from dmlbench.model import BACKBONES, EmbeddingNet, check_weights, weights_location

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, run_cli, tiny_run_config, write_config
+from support.cli import run_cli
+from support.configs import tiny_run_config, write_config
+from support.paths import REPO
 
 from dmlbench.config import config_from_dict
 from dmlbench.model import BACKBONES, EmbeddingNet

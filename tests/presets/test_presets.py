@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_cli
+from support.cli import run_cli
+from support.paths import REPO
 
 from dmlbench.config import load_config
 from dmlbench.presets import list_presets, preset_path

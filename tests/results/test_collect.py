@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_runs import recall_metrics, write_run
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench import rundir
 from dmlbench.cli import main
@@ -134,7 +134,7 @@ def test_history_rows(tree: Path) -> None:
 
 def test_write_report_writes_tables_and_listing(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    written = write_report(tree, out, plots=False)
+    written = write_report(tree, out, plots=False).files
     names = {p.relative_to(out).as_posix() for p in written}
     assert {"results.csv", "results.parquet", "not_collected.csv", "report.md"} <= names
     assert {
@@ -160,7 +160,7 @@ def test_write_report_draws_every_plot(tree: Path, tmp_path: Path) -> None:
         "attribute_names": np.array(["floral", "red", "long"]),
     }
     np.savez(collect(tree).finished[0] / "embeddings_sample.npz", **embeddings)
-    written = write_report(tree, out, embedding_methods=("pca",))
+    written = write_report(tree, out, embedding_methods=("pca",)).files
     names = {p.relative_to(out).as_posix() for p in written}
     assert {
         "plots/recall_synthshop_emb.png",

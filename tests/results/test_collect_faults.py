@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import REPO
-from synthetic_runs import recall_metrics, write_run
+from support.paths import REPO
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench import rundir
 from dmlbench.results.collect import collect

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthetic_runs import recall_metrics, write_run
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench.results.collect import collect
 

@@ -13,7 +13,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_runs import recall_metrics, write_run
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench.results import plots
 from dmlbench.results.collect import collect

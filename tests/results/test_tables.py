@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from synthetic_runs import recall_metrics, write_run
+from support.synthetic_runs import recall_metrics, write_run
 
 from dmlbench.results.collect import collect
 from dmlbench.results.table_render import to_csv_frame, to_latex, to_markdown

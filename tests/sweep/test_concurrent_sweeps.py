@@ -3,58 +3,22 @@
 every cell is trained exactly once. The second sweep either sees the cell running (its lease is live)
 or starts a job that finds the lease taken and steps aside ("busy"), never a second trainer.
 
-The cells run `leased_standin`: the stand-in trainer of tests/standin.py inside the run folder's real lease,
+The cells run `leased_standin`: the stand-in trainer of tests/support/standin.py (support.sweeps.leased_standin) inside the run folder's real lease,
 taken exactly as `dmlbench.train.train_run` takes it (lease, then DONE re-checked), so the test takes
 seconds; the real trainer holds the same lease (tests/train/test_train_e2e.py, tests/rundir/test_lease.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from helpers import REPO
-from test_sweep import sweep_dict
+from support.sweeps import LEASED_STANDIN, TRAINED, start_sweep, sweep_dict
 
 from dmlbench import rundir
-from dmlbench.config import Config
 from dmlbench.rundir.lease import Lease
 from dmlbench.sweep import load_sweep, sweep_status
-
-TESTS = Path(__file__).resolve().parent
-TRAINED = "trained.txt"  # one line per process that trained the folder
-
-
-def leased_standin(cfg: Config, run_dir: Path, *, progress: bool = True) -> dict[str, Any]:
-    from standin import standin_train_run
-
-    run_dir = Path(run_dir)
-    if rundir.is_done(run_dir):
-        return rundir.read_json(run_dir / rundir.METRICS)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with Lease(run_dir):
-        if rundir.is_done(run_dir):
-            return rundir.read_json(run_dir / rundir.METRICS)
-        with open(run_dir / TRAINED, "a") as fh:
-            fh.write(f"{os.getpid()}\n")
-        return standin_train_run(cfg, run_dir, progress=progress)
-
-
-def start_sweep(sweep_file: Path, epoch_s: float = 1.0) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-        "STANDIN_EPOCH_S": str(epoch_s),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "dmlbench", "sweep", str(sweep_file), "--runner", "test_concurrent_sweeps:leased_standin"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
 
 
 @pytest.mark.slow  # two sweep commands and six cell processes, each importing torch
@@ -94,7 +58,7 @@ def test_a_cell_whose_folder_is_busy_steps_aside_without_an_error(tmp_path: Path
     cfg = config_from_dict({"data": {"root": str(tmp_path)}, "train": {"epochs": 1}})
     folder = tmp_path / "run"
     with Lease(folder):
-        result = run_cell(config_to_dict(cfg), folder, "test_concurrent_sweeps:leased_standin")
+        result = run_cell(config_to_dict(cfg), folder, LEASED_STANDIN)
     assert result["skipped"].startswith(f"{folder} is being trained by ")
     assert not (folder / rundir.ERROR).exists() and not (folder / TRAINED).exists()
     assert "sweep: not started: " in (folder / rundir.LOG).read_text()

@@ -9,81 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from support.cli import run_cli
+from support.paths import TESTS
+from support.slurm import LOCAL_PROFILE, preempt_step0_once, settled, wait_for
+from support.sweeps import STANDIN
 
 from dmlbench import rundir
-from dmlbench.sweep import CellStatus, Sweep, cancel_sweep, cell_statuses, run_sweep, sweep_from_dict
+from dmlbench.sweep import Sweep, cancel_sweep, run_sweep, sweep_from_dict
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 
-REPO = Path(__file__).resolve().parents[2]
-TESTS = REPO / "tests"  # holds standin.py, the stand-in runner the cell processes import
-LOCAL_PROFILE = str(REPO / "slurm" / "profiles" / "local.yaml")
-
-
-def cluster_problem() -> str | None:
-    if shutil.which("sinfo") is None:
-        return "sinfo not found: SLURM is not installed (run `slurm/local-cluster up`)"
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-    if ping.returncode != 0 or "UP" not in ping.stdout:
-        return f"the SLURM controller does not answer (`scontrol ping`: {ping.stdout.strip() or ping.stderr.strip()})"
-    return None
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster() -> None:
-    problem = cluster_problem()
-    if problem:
-        if os.environ.get("DMLBENCH_REQUIRE_SLURM") == "1":
-            pytest.fail(f"DMLBENCH_REQUIRE_SLURM=1 but {problem}")
-        pytest.skip(problem)
-
-
-def wait_for(sweep: Sweep, cells: list, until: Callable[[list[CellStatus]], bool], timeout: float) -> list[CellStatus]:
-    end = time.time() + timeout
-    while True:
-        statuses = cell_statuses(sweep, cells)
-        if until(statuses):
-            return statuses
-        if time.time() > end:
-            raise TimeoutError(f"sweep '{sweep.name}' still at {[(s.state, s.job_id) for s in statuses]} after {timeout} s")
-        time.sleep(2)
-
-
-def settled(statuses: list[CellStatus]) -> bool:
-    return all(s.state in ("done", "failed") for s in statuses)
 
 
 def finished_files(sweep: Sweep) -> dict[Path, tuple[int, bytes]]:
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sweep.runs_dir.glob("*/*") if p.name in ("DONE", "metrics.json")}
 
 
-def preempt_step0_once(task: str, folder: Path) -> None:
-    """Send USR1 to the job step 0 of SLURM task `task` (the cell's Python) and stop scancel as soon as the
-    cell in `folder` logs its requeue (see the comment at its first use for why)."""
-    job_id = subprocess.run(["squeue", "-h", "-j", task, "-o", "%A"], capture_output=True, text=True).stdout.strip()
-    assert job_id, f"cell {task} is no longer running"
-    signaller = subprocess.Popen(["scancel", "--signal=USR1", f"{job_id}.0"], stderr=subprocess.PIPE, text=True)
-    try:
-        end = time.time() + 120
-        while "requeueing" not in (folder / rundir.LOG).read_text():
-            assert signaller.poll() in (None, 0), f"scancel failed: {signaller.communicate()[1]}"
-            assert time.time() < end and not rundir.is_done(folder), "the cell never logged its preemption"
-            time.sleep(0.2)
-    finally:
-        signaller.terminate()
-        signaller.wait()
-
-
 def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path: Path, tiny_synthshop: Path) -> None:
-    from helpers import run_cli, tiny_run_config
+    from support.cli import run_cli
+    from support.configs import tiny_run_config
 
     # a DataLoader worker per cell: the preemption signal reaches the worker too (same process group)
     base = tiny_run_config(tiny_synthshop, tmp_path / "unused", train={"epochs": 1, "lr": 1e-3, "num_workers": 1})
@@ -148,7 +97,7 @@ def test_sweep_on_slurm_fail_preempt_status_rerun(slurm_cluster: None, tmp_path:
 
 
 def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the stand-in trainer (tests/standin.py) keeps cells busy for minutes without using the CPU
+    # the stand-in trainer (tests/support/standin.py) keeps cells busy for minutes without using the CPU
     monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     monkeypatch.setenv("STANDIN_EPOCH_S", "5")
     (tmp_path / "data").mkdir()
@@ -161,7 +110,7 @@ def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Pa
             "executor": {"kind": "slurm", "profile": LOCAL_PROFILE},
         }
     )
-    report = run_sweep(sweep, runner="standin:standin_train_run")
+    report = run_sweep(sweep, runner=STANDIN)
     wait_for(sweep, report.cells, lambda st: any(s.state == "running" for s in st), timeout=120)
     cancelled = cancel_sweep(sweep.output_dir)
     assert sorted(cancelled) == sorted(report.submitted.values())
@@ -169,9 +118,9 @@ def test_cancel_stops_queued_and_running_cells(slurm_cluster: None, tmp_path: Pa
     assert {s.error for s in statuses} == {"SLURM job CANCELLED"}
     assert cancel_sweep(sweep.output_dir) == []  # nothing left to cancel
     # Cancelled cells are not finished: a re-run of the sweep submits them again.
-    dry = run_sweep(sweep, dry_run=True, runner="standin:standin_train_run")
+    dry = run_sweep(sweep, dry_run=True, runner=STANDIN)
     assert [s.state for s in dry.before] == ["cancelled"] * 3 and not dry.submitted
-    shown = run_cli("sweep", str(sweep.output_dir / "sweep.yaml"), "--dry-run", "--runner", "standin:standin_train_run")
+    shown = run_cli("sweep", str(sweep.output_dir / "sweep.yaml"), "--dry-run", "--runner", STANDIN)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("would submit") == 4 and "before: 3 cancelled; would submit 3" in shown.stdout
     status = run_cli("status", str(sweep.output_dir))
@@ -183,7 +132,7 @@ def test_preemption_signal_during_startup_does_not_kill_the_cell(slurm_cluster: 
     """Until submitit installs its handler, USR1's default action would kill Python: a signal in the
     first second of a cell (a retry of scancel reaching a requeued cell, say) failed it with
     "SLURM job FAILED". Cells start with the preemption signals ignored (`preemption_safe_python`)."""
-    from helpers import tiny_run_config
+    from support.configs import tiny_run_config
 
     sweep = sweep_from_dict(
         {

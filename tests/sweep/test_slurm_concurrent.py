@@ -2,7 +2,7 @@
 the second started a second after the first, while its array is being submitted and starting, and a
 third while the cells run. Every cell is submitted once and trained once.
 
-Cells run `test_concurrent_sweeps.leased_standin` (the stand-in trainer inside the run folder's lease)."""
+Cells run `support.sweeps.leased_standin` (the stand-in trainer inside the run folder's lease)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_concurrent_sweeps import TRAINED, start_sweep
-from test_slurm import LOCAL_PROFILE, settled, slurm_cluster, wait_for  # noqa: F401 - slurm_cluster: a fixture
+from support.slurm import LOCAL_PROFILE, settled, wait_for
+from support.sweeps import TRAINED, start_sweep
 
 from dmlbench import rundir
 from dmlbench.sweep import expand, load_sweep
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 EPOCH_S = 2.0
 
 

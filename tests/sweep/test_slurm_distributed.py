@@ -10,17 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-from test_slurm import LOCAL_PROFILE, preempt_step0_once, settled, slurm_cluster, wait_for  # noqa: F401 (a fixture)
+from support.slurm import LOCAL_PROFILE, preempt_step0_once, settled, wait_for
 
 from dmlbench import rundir
 from dmlbench.sweep import run_sweep, sweep_from_dict
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 
 
 @pytest.mark.usefixtures("slurm_cluster")
 def test_two_task_cell_preempted_once_finishes(tmp_path: Path, tiny_synthshop: Path) -> None:
-    from helpers import tiny_run_config
+    from support.configs import tiny_run_config
 
     base = tiny_run_config(
         tiny_synthshop,

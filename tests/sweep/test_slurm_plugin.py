@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli, tiny_run_config
-from test_slurm import LOCAL_PROFILE, slurm_cluster  # noqa: F401  (the fixture)
+from support.cli import run_cli
+from support.configs import tiny_run_config
+from support.slurm import LOCAL_PROFILE
 
 from dmlbench.sweep import cell_statuses, expand, load_sweep
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sweep import sweep_dict
+from support.sweeps import sweep_dict
 
 from dmlbench import rundir
 from dmlbench.config import dump_config

@@ -1,6 +1,6 @@
 """Sweeps: file parsing and typo errors, grid expansion, idempotent reruns, inline and local executors.
 
-Most machinery tests use `standin_train_run` (tests/standin.py), a trainer stand-in that honours train_run's run-folder
+Most machinery tests use `standin_train_run` (tests/support/standin.py), a trainer stand-in that honours train_run's run-folder
 contract (resume from checkpoint, DONE last, raise on a missing dataset) in milliseconds; the
 end-to-end test runs the real trainer on tiny synthshop.
 """
@@ -22,39 +22,24 @@ from typing import Any
 import pytest
 import yaml
 from submitit.helpers import DelayedSubmission
+from support.paths import TESTS
+from support.sweeps import STANDIN, sweep_dict
 
 from dmlbench import rundir
 from dmlbench.config import Config, apply_overrides, dump_config, run_id
 from dmlbench.sweep import (
     CellJob,
     SweepError,
-    _route_preemption_to_submitit,
     cell_statuses,
     expand,
     load_sweep,
     preemption_safe_python,
+    route_preemption_to_submitit,
     run_sweep,
     sweep_from_dict,
     sweep_status,
 )
 from dmlbench.validation.checked_fields import CHECKED_FIELDS, checked_value, checked_values_key
-
-TESTS = Path(__file__).resolve().parents[1]  # tests/: cell subprocesses import the stand-in runner from here
-STANDIN = "standin:standin_train_run"
-
-
-def sweep_dict(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    data_root = tmp_path / "data"
-    data_root.mkdir(exist_ok=True)
-    return {
-        "name": "t",
-        "output_dir": str(tmp_path / "out"),
-        "base": {"data": {"root": str(data_root)}, "train": {"epochs": 2}},
-        "grid": {"seed": [0, 1], "loss.params.alpha": [2.0, 3.0]},
-        "executor": {"kind": "inline"},
-        **extra,
-    }
-
 
 # ------------------------------------------------------------------------------------ expansion
 
@@ -216,7 +201,7 @@ def test_interrupted_cell_resumes_from_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # four CLI subprocesses, each importing torch
 def test_dry_run_writes_nothing_and_cli_reports(tmp_path: Path) -> None:
-    from helpers import run_cli
+    from support.cli import run_cli
 
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump(sweep_dict(tmp_path, grid={"seed": [0, 1]})))
@@ -263,7 +248,7 @@ def test_checkpoint_resubmits_the_same_call() -> None:
 @contextlib.contextmanager
 def submitit_style_handler(calls: list[str]) -> Iterator[None]:
     """Installs a stand-in for submitit's USR2 handler (the class name is what is checked) and routes
-    the preemption signals through `_route_preemption_to_submitit`, as a sweep cell does."""
+    the preemption signals through `route_preemption_to_submitit`, as a sweep cell does."""
 
     class SignalHandler:
         def checkpoint_and_try_requeue(self, signum: int, frame: Any) -> None:
@@ -278,7 +263,7 @@ def submitit_style_handler(calls: list[str]) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2)}
     signal.signal(signal.SIGUSR2, SignalHandler().checkpoint_and_try_requeue)
     try:
-        _route_preemption_to_submitit()
+        route_preemption_to_submitit()
         yield
     finally:
         for sig, handler in previous.items():
@@ -321,7 +306,7 @@ def test_cells_start_with_preemption_signals_ignored() -> None:
 
 @pytest.mark.slow
 def test_inline_sweep_with_the_real_trainer(tmp_path: Path, tiny_synthshop: Path) -> None:
-    from helpers import tiny_run_config
+    from support.configs import tiny_run_config
 
     base = tiny_run_config(tiny_synthshop, tmp_path / "ignored", train={"epochs": 1, "lr": 1e-3})
     sweep = sweep_from_dict(

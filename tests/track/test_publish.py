@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
-from synthetic_runs import recall_metrics, write_run
+from support.cli import run_cli
+from support.synthetic_runs import recall_metrics, write_run
 
 pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow  # two CLI runs importing MLflow

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_cli, tiny_run_config, write_config
-from tracker_files import free_port, mlflow_get, mlflow_post, mlflow_server, tensorboard_scalars, wandb_run
+from support.cli import run_cli
+from support.configs import tiny_run_config, write_config
+from support.paths import REPO
+from support.trackers import free_port, mlflow_get, mlflow_post, mlflow_server, tensorboard_scalars, wandb_run
 
 pytestmark = pytest.mark.slow
 

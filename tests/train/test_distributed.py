@@ -19,7 +19,7 @@ NOT_LOSSES = ("losses", "ddp", "on_main")  # result keys that are not loss cases
 
 @pytest.fixture(scope="module")
 def gathered_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    import distributed_cases
+    from support import distributed_cases
 
     out = tmp_path_factory.mktemp("gloo")
     mp.spawn(distributed_cases.worker, args=(2, str(out)), nprocs=2, join=True)
@@ -135,7 +135,9 @@ def test_two_process_training_matches_one_process(tiny_synthshop: Path, tmp_path
     import subprocess
     import sys
 
-    from helpers import REPO, run_cli, tiny_run_config, write_config
+    from support.cli import run_cli
+    from support.configs import tiny_run_config, write_config
+    from support.paths import REPO
 
     from dmlbench import rundir
 
@@ -181,7 +183,8 @@ def test_bench_train_measures_the_data_parallel_step(tiny_synthshop: Path, tmp_p
     import subprocess
     import sys
 
-    from helpers import REPO, tiny_run_config, write_config
+    from support.configs import tiny_run_config, write_config
+    from support.paths import REPO
 
     cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs", train={"distributed": True}))
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests") + os.pathsep + os.environ.get("PYTHONPATH", "")}

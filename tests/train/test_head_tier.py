@@ -3,6 +3,7 @@ hits whose mean is the table's recall@1, bit-identical reruns; and the small cal
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,10 @@ def test_head_tier_run_folder_hits_and_cache(tiny_synthshop: Path, tmp_path: Pat
     for layer in ("emb", "fc", "conv"):
         assert len(hits[layer]) == first["layers"][layer]["num_queries"]
         assert np.mean(hits[layer]) == pytest.approx(first["layers"][layer]["recall@1"])
+    # Every run records its environment: the cached features' content hash, device, libraries, threads.
+    env_a, env_b = (json.loads((tmp_path / d / rundir.ENVIRONMENT).read_text()) for d in ("a", "b"))
+    assert env_a == env_b and len(env_a["fingerprint"]["features"]) == 16
+    assert env_a["fingerprint"]["device"] == "cpu" and env_a["dataset"]["images"] > 0
     # The frozen Conv feature does not depend on the loss or the seed; the head does.
     other = train_run(config_from_dict({**base_config(tiny_synthshop, tmp_path / "runs"), "seed": 1}), tmp_path / "c", progress=False)
     assert other["layers"]["conv"] == first["layers"]["conv"]

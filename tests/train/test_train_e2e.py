@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, run_cli, tiny_run_config, write_config
+from support.cli import run_cli
+from support.configs import tiny_run_config, write_config
+from support.paths import REPO
 
 pytestmark = pytest.mark.slow
 

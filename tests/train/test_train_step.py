@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_run_config
+from support.configs import tiny_run_config
 from torch import nn
 
 from dmlbench.config import config_from_dict

@@ -12,26 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_cli
-from test_tune import ENV, STANDIN, check_study, write_spec
+from support.cli import run_cli
+from support.paths import REPO
+from support.slurm import LOCAL_PROFILE
+from support.tune import ENV, STANDIN, check_study, write_spec
 
 from dmlbench import rundir
 from dmlbench.tune.study import existing_studies
 
-pytestmark = pytest.mark.slurm
-LOCAL_PROFILE = str(REPO / "slurm" / "profiles" / "local.yaml")
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster() -> None:
-    sys.path.insert(0, str(REPO / "tests" / "sweep"))
-    from test_slurm import cluster_problem
-
-    problem = cluster_problem()
-    if problem:
-        if os.environ.get("DMLBENCH_REQUIRE_SLURM") == "1":
-            pytest.fail(f"DMLBENCH_REQUIRE_SLURM=1 but {problem}")
-        pytest.skip(problem)
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # real SLURM jobs: minutes, not the edit loop
 
 
 def test_tune_on_slurm_killed_and_rerun(slurm_cluster: None, tiny_synthshop: Path, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import run_cli, tiny_run_config
+from support.cli import run_cli
+from support.configs import tiny_run_config
 
 from dmlbench.config import config_from_dict, run_id
 from dmlbench.data.splits import carve_fold, max_folds

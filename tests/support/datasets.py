@@ -14,17 +14,6 @@ import numpy as np
 from PIL import Image
 
 
-def _find_shared_data() -> Path:
-    """The real sample files: shared/data beside the checkout, or beside a folder holding several worktrees."""
-    for folder in Path(__file__).resolve().parents[1].parents:
-        if (folder / "shared" / "data").is_dir():
-            return folder / "shared" / "data"
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"  # absent: the real-file tests skip
-
-
-SHARED_DATA = _find_shared_data()
-
-
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (12, 10), seed: int = 0) -> None:
     """A small JPEG (or PNG for modes JPEG cannot hold) with seeded random pixels in `mode`."""
     path.parent.mkdir(parents=True, exist_ok=True)
