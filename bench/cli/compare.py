@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from dmlbench.results.collect import load_frame, load_hits
     from dmlbench.results.compare import EXIT_WORSE, compare_frames, split_one_folder
     from dmlbench.results.compare_report import format_comparison
+    from dmlbench.results.sources import resolve_source
 
+    # a name such as results/baseline that is not a local path: the dmlbench checkout's (any working folder)
+    args.new = resolve_source(args.new)
+    args.baseline = resolve_source(args.baseline) if args.baseline is not None else None
     if args.min_diff < 0:
         raise UsageError(f"--min-diff must be >= 0 (points, x100), got {args.min_diff:g}")
     try:

@@ -7,7 +7,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-KINDS = ("losses", "samplers", "datasets", "backbones", "sweeps", "tunes")
+from dmlbench.extras import EXTRAS, install_hint, is_installed
+
+KINDS = ("losses", "samplers", "datasets", "backbones", "sweeps", "tunes", "extras")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +51,8 @@ def describe_registries(what: str | None = None) -> str:
         rows = [[name, _fmt_params(DATASETS.params(name))] for name in DATASETS]
         sections.append("Datasets (options go under data.options)\n" + tabulate(rows, headers=["name", "options (defaults)"]))
     if what in (None, "backbones"):
-        rows = [[name, BACKBONES.get(name).feature_dim, BACKBONES.get(name).weights_file] for name in BACKBONES]
+        rows = [_backbone_row(name, BACKBONES.get(name)) for name in BACKBONES]
+        rows.append(_timm_row())
         sections.append("Backbones\n" + tabulate(rows, headers=["name", "conv feature dim", "ImageNet weights file"]))
     if what in (None, "sweeps"):
         from dmlbench.presets import list_presets
@@ -58,8 +61,35 @@ def describe_registries(what: str | None = None) -> str:
         sections.append("Sweep presets (dmlbench sweep <name>)\n" + tabulate(rows, headers=["name", "description"]))
     if what in (None, "tunes"):
         from dmlbench.presets import list_presets
-        from dmlbench.tune.spec import PRESET_DIR as TUNE_PRESETS
+        from dmlbench.tune import PRESET_DIR as TUNE_PRESETS
 
         rows = [[name, desc] for name, desc in list_presets(TUNE_PRESETS)]
-        sections.append("Tune presets (dmlbench tune <name>)\n" + tabulate(rows, headers=["name", "description"]))
+        needs = "" if is_installed("tune") else f" -- needs the extra tune: {install_hint('tune')}"
+        sections.append(f"Tune presets (dmlbench tune <name>){needs}\n" + tabulate(rows, headers=["name", "description"]))
+    if what in (None, "extras"):
+        sections.append(describe_extras())
     return "\n\n".join(sections)
+
+
+def _backbone_row(name: str, spec: Any) -> list[object]:
+    extra = next((e for e, x in EXTRAS.items() if spec.requires and x.modules == spec.requires), None)
+    missing = f" (not installed: {install_hint(extra)})" if extra and not is_installed(extra) else ""
+    return [name + missing, spec.feature_dim, spec.weights_file]
+
+
+def _timm_row() -> list[object]:
+    """`timm/<name>`: how many models timm offers, or the extra that brings them."""
+    if not is_installed("timm"):
+        return [f"timm/<name> (not installed: {install_hint('timm')})", "-", "Hugging Face cache"]
+    import timm
+
+    count = len(timm.list_models())
+    return [f"timm/<name>: any of {count} timm.list_models(), e.g. timm/vit_small_patch16_224.dino", "from the model",
+            "Hugging Face cache (dmlbench weights fetch timm/<name>)"]
+
+
+def describe_extras() -> str:
+    """The optional extras and whether each is installed here (a plain install has none)."""
+    rows = [[name, "yes" if is_installed(name) else f"no: {install_hint(name)}", extra.provides]
+            for name, extra in EXTRAS.items()]
+    return "Optional extras\n" + tabulate(rows, headers=["extra", "installed", "needed for"])

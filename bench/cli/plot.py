@@ -16,20 +16,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recall = kinds.add_parser(
         "recall", help="Recall@K curves per method from a results folder or results.csv"
     )
-    recall.add_argument("source", type=Path, help="results folder, results.csv or results.parquet")
+    sources_help = (
+        "results folder(s), results.csv or results.parquet (e.g. sweeps/my_grid results/baseline): several make "
+        "one figure, each line labelled by its source"
+    )
+    recall.add_argument("source", type=Path, nargs="+", help=sources_help)
     recall.add_argument("--layer", default="emb")
     recall.add_argument("--metric", default="recall")
     recall.add_argument("--by", default="loss.name", help="config key: one line per value")
 
     heat = kinds.add_parser("heatmap", help="metric over two config keys (SGML Figs. 7/8)")
-    heat.add_argument("source", type=Path)
+    heat.add_argument("source", type=Path, nargs="+", help=sources_help)
     heat.add_argument("--rows", default="loss.params.alpha")
     heat.add_argument("--cols", default="loss.params.beta")
     heat.add_argument("--metric", default="recall@1")
     heat.add_argument("--layer", default="emb")
 
     curves = kinds.add_parser("curves", help="training loss and validation metric per epoch")
-    curves.add_argument("source", type=Path, help="a run folder or a results folder (finished runs)")
+    curves.add_argument("source", type=Path, nargs="+", help="run folder(s) or results folder(s) (their finished runs)")
     curves.add_argument("--by", default="loss.name")
 
     embed = kinds.add_parser("embedding", help="PCA / t-SNE / UMAP of a run's embeddings_sample.npz")
@@ -45,13 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmlbench.results.collect import collect, collect_history, load_frame, split_metric
+    from dmlbench.results.collect import collect_history, split_metric
     from dmlbench.results.plots import plot_embedding, plot_heatmap, plot_recall_curves, plot_training_curves
+    from dmlbench.results.sources import collect_sources, resolve_source
     from dmlbench.results.tables import short_key
 
     written: list[Path] = []
     if args.plot_kind in ("recall", "heatmap"):
-        frame = load_frame(args.source)
+        frame = collect_sources(args.source).frame
         for dataset in sorted(frame["dataset"].dropna().unique()):
             if args.plot_kind == "recall":
                 stem = args.out / f"recall_{dataset}_{args.layer}"
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                     layer=args.layer,
                 )
     elif args.plot_kind == "curves":
-        run_dirs = [args.source] if (args.source / rundir.CONFIG).is_file() else collect(args.source).finished
+        run_dirs = [p for source in args.source for p in _finished_runs(resolve_source(source))]
         written += plot_training_curves(collect_history(run_dirs), args.out / "training_curves", by=args.by)
     else:
         sample = args.run_dir / rundir.EMBEDDINGS_SAMPLE
@@ -91,3 +96,12 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _finished_runs(source: Path) -> list[Path]:
+    """A run folder itself, or the finished run folders of a results tree."""
+    from dmlbench.results.collect import collect
+
+    if (source / rundir.CONFIG).is_file():
+        return [source]
+    return collect(source).finished if source.is_dir() else []

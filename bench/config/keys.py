@@ -36,6 +36,16 @@ def normalise_key(key: str) -> str:
     return KEY_ALIASES.get(key, key)
 
 
+def short_key(key: str) -> str:
+    """Column header of a config key: `loss.name` -> loss, `loss.params.alpha` -> alpha.
+
+    >>> short_key("sampler.name"), short_key("loss.params.beta"), short_key("layer")
+    ('sampler', 'beta', 'layer')
+    """
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
 MISSING: Any = object()  # `get_dotted(..., default=MISSING)` tells a missing key from a None value
 
 

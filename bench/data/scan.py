@@ -35,7 +35,7 @@ def scan_images(
     """
     root = Path(root)
     workers = workers or min(8, os.cpu_count() or 1)
-    from tqdm import tqdm  # only needed when scanning
+    from dmlbench.progress import progress_bar  # only needed when scanning
 
     cache_file = scan_cache_path(root) if use_cache else None
     cached = read_scan_cache(cache_file, root) if cache_file is not None else {}
@@ -58,7 +58,7 @@ def scan_images(
     results: list[Probe] = []
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=len(paths), desc="checking images", unit="img", disable=not progress, leave=False) as bar,
+        progress_bar(total=len(paths), desc="checking images", unit="img", disable=not progress, leave=False) as bar,
     ):
         for chunk_results in pool.map(probe_chunk, chunks):
             results.extend(chunk_results)

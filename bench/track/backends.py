@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dmlbench.config import TrackConfig
+from dmlbench.extras import install_hint
 from dmlbench.track.base import RunInfo, Tracker, TrackerUnavailable
 
 
@@ -24,7 +25,7 @@ def _require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise TrackerUnavailable(f'{err}; install it with: pip install "dmlbench[{extra}]"') from None
+        raise TrackerUnavailable(f"{err}; install it with: {install_hint(extra)}") from None
 
 
 class TensorBoardTracker(Tracker):
@@ -94,6 +95,9 @@ class MlflowTracker(Tracker):
         self.uri = cfg.mlflow_uri
         self.client: Any = None
         self.run_id: str | None = None
+        if self.uri and "://" not in self.uri.removeprefix("file://"):
+            # A folder is MLflow's file store, which MLflow 3 refuses unless opted in (it recommends SQLite)
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
     def where(self) -> str:
         if self.uri:

@@ -2,7 +2,8 @@
 afterwards, e.g. runs trained without a tracker or on a cluster that could not reach the server.
 
 Run folders are only read (a finished folder is never written to). Publishing is idempotent per run: a run
-whose run_id tag is already in the experiment is skipped.
+whose run_id tag is already in the experiment is skipped; a sweep cell's run is named by its cell (loss,
+sampler, seed, other grid values). The report is one run per experiment, updated in place by a re-publish.
 """
 
 from __future__ import annotations
@@ -38,15 +39,20 @@ def _tracker(uri: str, run_dir: Path) -> MlflowTracker:
     return MlflowTracker(TrackConfig(mlflow_uri=uri), run_dir)
 
 
-def _already_published(uri: str, info: RunInfo) -> bool:
+def _published_run(uri: str, info: RunInfo) -> str | None:
+    """The MLflow run id of the run tagged with `info.run_id` in its experiment, if published already."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(info.sweep or info.project)
     if experiment is None:
-        return False
+        return None
     found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dmlbench.run_id` = '{info.run_id}'")
-    return len(found) > 0
+    return str(found[0].info.run_id) if found else None
+
+
+def _already_published(uri: str, info: RunInfo) -> bool:
+    return _published_run(uri, info) is not None
 
 
 def publish_runs(run_dirs: list[Path], sweep_name: str, uri: str, report_files: list[Path]) -> tuple[int, int]:
@@ -77,7 +83,8 @@ def publish_runs(run_dirs: list[Path], sweep_name: str, uri: str, report_files: 
         name = experiments.pop() if len(experiments) == 1 else sweep_name
         report = RunInfo(run_id=f"{name}-report", name=f"{name} report", project=name, sweep=name)
         tracker = _tracker(uri, Path("."))
-        tracker.start(report, None)
+        # one report run per experiment: a re-publish updates it in place (files of the same name replaced)
+        tracker.start(report, _published_run(uri, report))
         tracker.log_final({}, 0, report_files)
         tracker.close(ok=True)
     return published, skipped

@@ -18,6 +18,7 @@ import torch
 
 from dmlbench import rundir
 from dmlbench.config import Config, config_to_dict, run_id
+from dmlbench.config.keys import normalise_key, short_key
 from dmlbench.track.backends import TRACKER_CLASSES
 from dmlbench.track.base import (
     RunInfo,
@@ -35,14 +36,29 @@ def run_info(cfg: Config, run_dir: Path) -> RunInfo:
     if (run_dir / rundir.CELL).is_file():
         cell = rundir.read_json(run_dir / rundir.CELL)
     rid = run_id(cfg)
+    grid = dict(cell.get("grid") or {})
     return RunInfo(
         run_id=rid,
-        name=cfg.name or rid,
+        name=cell_name(cfg, grid) if cell else cfg.name or rid,
         project=cfg.track.project,
         sweep=cell.get("sweep"),
-        grid=dict(cell.get("grid") or {}),
+        grid=grid,
         params={"run_id": rid, **flat_params(config_to_dict(cfg))},
     )
+
+
+def cell_name(cfg: Config, grid: dict[str, Any]) -> str:
+    """A sweep cell's tracker run name: its loss, sampler and seed, then its other grid values (the sweep is
+    the MLflow experiment / W&B group, so every run of it would otherwise carry the same name).
+
+    >>> from dmlbench.config import Config
+    >>> cfg = Config(); cfg.loss.name = "circle"; cfg.seed = 3
+    >>> cell_name(cfg, {"loss.name": "circle", "seed": 3, "loss.params.m": 0.25})
+    'circle batch-wise seed=3 m=0.25'
+    """
+    shown = {normalise_key(k) for k in ("loss", "sampler", "seed")}
+    rest = [f"{short_key(normalise_key(k))}={v}" for k, v in grid.items() if normalise_key(k) not in shown]
+    return " ".join([cfg.loss.name, cfg.sampler.name, f"seed={cfg.seed}", *rest])
 
 
 class Tracking:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dmlbench import losses, rundir
 from dmlbench.config import Config, ConfigError, config_from_dict, dump_config, read_yaml_file, run_id
@@ -25,6 +25,7 @@ from dmlbench.data.dataset import ImageDataset
 from dmlbench.errors import DmlbenchError
 from dmlbench.evaluate.hits import query_hits, save_query_hits
 from dmlbench.plugins import check_same_code, record_code
+from dmlbench.progress import progress_bar
 from dmlbench.registry import import_plugins
 from dmlbench.rundir.lease import Lease
 from dmlbench.rundir.tidy import prune_after_done, remove_temp_files, tidy_done
@@ -132,7 +133,7 @@ class EpochRunner:
         every_batches = cfg.train.checkpoint_every_batches or 0
         self.trainer.model.train()
         started = time.time() - partial.time_s
-        bar = tqdm(
+        bar = progress_bar(
             total=num_batches, initial=first_step, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not self.progress, leave=False
         )
         loaded: LoadedBatch | None = None

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dmlbench.errors import MissingModuleError
+from dmlbench.extras import require
 
+PRESET_DIR = Path(__file__).parent / "presets"  # the shipped tuning specs (`dmlbench tune tune-synthshop`)
 TUNE_FILE = "tune.yaml"  # the expanded spec in a tune folder; marks the folder as one
 
 
@@ -33,7 +34,4 @@ def is_tune_dir(path: str | Path) -> bool:
 
 def require_optuna() -> None:
     """Optuna is the optional extra `tune`: a missing install is one line saying how to get it."""
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise MissingModuleError("dmlbench tune needs Optuna: pip install 'dmlbench[tune]' (optuna==5.0.0)") from None
+    require("tune", "dmlbench tune (and collect/status of a tune folder)")

@@ -44,14 +44,13 @@ from dmlbench.config.io import read_yaml_file
 from dmlbench.errors import DmlbenchError, TuneError, closest
 from dmlbench.registry import import_plugins
 from dmlbench.sweep.spec import ExecutorSpec, resolve_executor
-from dmlbench.tune import TUNE_FILE
+from dmlbench.tune import PRESET_DIR, TUNE_FILE
 from dmlbench.tune.spaces import default_space, parse_distribution
 
 TUNE_KEYS = (
     "name", "output_dir", "base", "methods", "trials", "folds", "objective", "parallel", "job",
     "seeds", "seed", "startup_trials", "executor",
 )
-PRESET_DIR = Path(__file__).parent / "presets"
 METHOD_KEYS = ("name", "loss", "sampler", "space", "set")
 JOB_KINDS = ("trial", "fold")
 # Keys a space or a method's `set` may not touch: they define the protocol, not the method.

@@ -132,12 +132,12 @@ def test_code_identity_follows_the_plugin_file(tmp_path: Path, monkeypatch: pyte
 
 
 def test_dry_run_shows_resolved_loss_params_and_the_params_rule(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_synthshop: Path
 ) -> None:
     sweep = {
         "name": "params",
         "output_dir": str(tmp_path / "out"),
-        "base": {"loss": {"name": "bdl", "params": {"alpha": 3}}},
+        "base": {"loss": {"name": "bdl", "params": {"alpha": 3}}, "data": {"root": str(tiny_synthshop)}},
         "grid": {"loss.name": ["bdl", "sbdl"]},
         "executor": {"kind": "inline"},
     }

@@ -61,6 +61,11 @@ def test_list_sweeps_and_dry_run_through_the_cli(capsys: pytest.CaptureFixture[s
     code, out, _err = run_main(["list", "tunes"], capsys)
     assert code == 0 and "Tune presets" in out
     assert "tune-synthshop" in out and "tune-inshop" in out and "The Reality Check protocol" in out
+    # no In-Shop data and no resnet101 weights here: the dry run lists all 20 cells, then each problem once
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent")
     code, out, err = run_main(["sweep", "sgml-alpha-beta", "--dry-run", "--executor", "inline"], capsys)
-    assert code == 0, err
+    assert code == 2, err
     assert "20 cells" in out and "would submit 20" in out
+    problems = [line for line in out.splitlines() if line.startswith("error (")]
+    assert len(problems) == 2 and all(line.startswith("error (all 20 cells): ") for line in problems), problems
+    assert "resnet101" in problems[0] and "data/inshop" in problems[1]

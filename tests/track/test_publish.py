@@ -46,3 +46,38 @@ def test_collect_publishes_finished_runs_once(tmp_path: Path) -> None:
 
     bad = run_cli("collect", str(runs), "--to", "wandb", cwd=tmp_path)
     assert bad.returncode == 2 and "--to takes mlflow=" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_runs_named_by_their_cell_and_one_report_run_updated_in_place(tmp_path: Path) -> None:
+    """With MLflow's local file store (a folder): each cell's run is named by its loss, sampler and seed, and
+    re-publishing updates the one report run (the same MLflow run, its report.md replaced) instead of adding one."""
+    from mlflow.tracking import MlflowClient
+
+    from dmlbench.cli import main
+
+    runs = tmp_path / "my_grid"
+    for loss, seed in (("bdl", 0), ("ms", 0)):
+        write_run(runs, {"loss.name": loss, "seed": seed}, {"emb": recall_metrics(0.5)}, sweep="my_grid")
+    store = tmp_path / "mlruns"
+    assert main(["collect", str(runs), "--no-plots", "--to", f"mlflow={store}"]) == 0
+    client = MlflowClient(tracking_uri=str(store))
+    experiment = client.get_experiment_by_name("my_grid")
+
+    def published() -> tuple[list[str], list[str]]:
+        found = client.search_runs([experiment.experiment_id])
+        names = sorted(r.info.run_name for r in found if r.data.tags.get("dmlbench.run_id") != "my_grid-report")
+        reports = [r.info.run_id for r in found if r.data.tags.get("dmlbench.run_id") == "my_grid-report"]
+        return names, reports
+
+    names, reports = published()
+    assert names == ["bdl batch-wise seed=0", "ms batch-wise seed=0"]
+    assert len(reports) == 1
+
+    write_run(runs, {"loss.name": "bdl", "seed": 1}, {"emb": recall_metrics(0.6)}, sweep="my_grid")
+    assert main(["collect", str(runs), "--no-plots", "--to", f"mlflow={store}"]) == 0
+    names, again = published()
+    assert names == ["bdl batch-wise seed=0", "bdl batch-wise seed=1", "ms batch-wise seed=0"]
+    assert again == reports  # the same report run, not a second one
+    report_md = Path(client.download_artifacts(reports[0], "report.md", str(tmp_path / "dl")))
+    assert "3 finished run(s) collected" in report_md.read_text()
+    assert client.get_run(reports[0]).info.status == "FINISHED"

@@ -138,9 +138,9 @@ def generate_synthshop(out: Path, size: str = "small", seed: int = 0, progress: 
 
 def _run_jobs(jobs: list[tuple[ItemSpec, int, int, int, str]], workers: int, progress: bool,
               total_images: int) -> list[list[tuple[str, tuple[int, int, int, int]]]]:
-    from tqdm import tqdm
+    from dmlbench.progress import progress_bar
 
-    bar = tqdm(total=total_images, unit="img", desc="synthshop", disable=not progress)
+    bar = progress_bar(total=total_images, unit="img", desc="synthshop", disable=not progress)
     results: list[list[tuple[str, tuple[int, int, int, int]]]] = []
 
     def collect(it: Iterator[list[tuple[str, tuple[int, int, int, int]]]]) -> None:
