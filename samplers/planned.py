@@ -291,7 +291,7 @@ class PlannedSampler(BatchSampler):
             f"{k}: saved {state[k]!r}, now {v!r}" for k, v in expected.items() if k in state and state[k] != v
         ]
         if differ:
-            raise ValueError(
+            raise ConfigError(
                 "cannot resume the sampler: the saved state was made with other settings or data ("
                 + "; ".join(differ)
                 + "). Resume with the original config, or start a new run."

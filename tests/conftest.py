@@ -29,3 +29,18 @@ def tiny_synthshop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "synthshop-tiny"
     generate_synthshop(out, "tiny", seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_synthshop_galleries(tiny_synthshop: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny synthshop whose manifest scores the test items in galleries of 5 (5 galleries, as `large`
+    scores its in galleries of 320): every query is ranked against its own gallery only."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("data") / "synthshop-tiny-galleries"
+    shutil.copytree(tiny_synthshop, out)
+    manifest = json.loads((out / "synthshop.json").read_text())
+    manifest["preset"]["items_per_gallery"] = 5
+    (out / "synthshop.json").write_text(json.dumps(manifest))
+    return out

@@ -26,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from dmlbench.train import train_run
 
     run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.output_dir) / run_id(cfg)
-    if is_done(run_dir):
+    finished = is_done(run_dir)
+    result = train_run(cfg, run_dir, progress=not args.quiet)  # a finished run of other code: refused here
+    if finished:
         print(f"{run_dir} is already finished; nothing to do (results are never overwritten)")
-    result = train_run(cfg, run_dir, progress=not args.quiet)
     if "layers" not in result:  # a data-parallel process other than 0: process 0 evaluates and reports
         return 0
     print(format_metrics(result))

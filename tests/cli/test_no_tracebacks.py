@@ -311,7 +311,7 @@ def test_yaml_bombs_are_refused_fast(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def tiny_config(tmp: Path, data: Path, **sections: Any) -> Path:
-    from helpers import tiny_run_config, write_config
+    from support.configs import tiny_run_config, write_config
 
     return write_config(tmp / "run.yaml", tiny_run_config(data, tmp / "runs", **sections))
 

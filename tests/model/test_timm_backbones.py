@@ -16,7 +16,8 @@ from support.cli import run_cli
 from support.configs import tiny_run_config, write_config
 from support.paths import REPO
 
-from dmlbench.config import config_from_dict
+from dmlbench import rundir
+from dmlbench.config import config_from_dict, run_id
 from dmlbench.model import BACKBONES, EmbeddingNet
 from dmlbench.train.run import train_run
 
@@ -60,9 +61,16 @@ def test_vit_and_convnext_train_evaluate_every_layer_and_resume(tiny_synthshop: 
     for name in ("checkpoint.pt", "history.jsonl"):
         shutil.copy(one_dir / name, resumed_dir / name)
     resumed = train_run(two, resumed_dir, progress=False)
-    assert "resuming" in (resumed_dir / "run.log").read_text()
+    # A resume, not a deterministic restart (which would end on the same numbers): epoch 1 is not trained
+    # again (never logged here), its history row is the copied one, and epoch 2 is trained once.
+    log = (resumed_dir / "run.log").read_text()
+    assert "resuming run after epoch 1" in log and "epoch 1/2 loss" not in log and log.count("epoch 2/2 loss") == 1
+    full_dir = tmp_path / "full" / run_id(two)
     full = train_run(two, progress=False)
     assert resumed["layers"] == full["layers"]
+    resumed_rows, full_rows = rundir.read_history(resumed_dir), rundir.read_history(full_dir)
+    assert resumed_rows[0] == rundir.read_history(one_dir)[0]
+    assert [r["loss"] for r in resumed_rows] == [r["loss"] for r in full_rows]
 
 
 def test_missing_timm_weights_name_the_cache_folder(tiny_synthshop: Path, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ R1 = {"bdl": [0.50, 0.52, 0.57], "sbdl": [0.61, 0.60, 0.65]}
 
 @pytest.fixture()
 def tree(tmp_path: Path) -> Path:
-    """2 losses x 3 seeds finished, plus a failed, an unfinished and a broken (DONE, no metrics) run."""
+    """2 losses x 3 seeds finished, plus a failed and an unfinished run (each with a metrics.json) and a
+    broken (DONE, no metrics) run."""
     runs = tmp_path / "sweep" / "runs"
     for loss, values in R1.items():
         for seed, r1 in enumerate(values):
@@ -40,8 +41,12 @@ def tree(tmp_path: Path) -> Path:
                 {"emb": recall_metrics(r1), "fc": recall_metrics(r1 - 0.1)},
                 history=history,
             )
-    write_run(runs, {"loss.name": "sbdl", "loss.params.alpha": 2.0, "seed": 7}, state="failed")
-    write_run(runs, {"loss.name": "sbdl", "loss.params.alpha": 2.0, "seed": 8}, state="started")
+    # Both hold a complete metrics.json: the failed run stopped after writing it (in a tracker's finish,
+    # before DONE), the unfinished one was killed between it and DONE. Only DONE makes a run a result.
+    for seed, state in ((7, "failed"), (8, "started")):
+        stopped = write_run(runs, {"loss.name": "sbdl", "loss.params.alpha": 2.0, "seed": seed}, state=state)
+        layers = {"emb": {**recall_metrics(0.99), "num_queries": 100, "excluded_queries": 0}}
+        rundir.atomic_write_json(stopped / rundir.METRICS, {"run_id": stopped.name, "dataset": "synthshop", "layers": layers})
     broken = write_run(
         runs, {"loss.name": "bdl", "loss.params.alpha": 2.0, "seed": 9}, {"emb": recall_metrics(0.9)}
     )

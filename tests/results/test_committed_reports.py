@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from support.paths import REPO
 
 from dmlbench.results.report import DRAWN_BY, drawing_code_hash
 

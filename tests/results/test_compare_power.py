@@ -85,6 +85,27 @@ def test_query_noise_is_added_from_hit_vectors() -> None:
     assert compare_frames(frame({"x": NEW}), frame({"x": BASE}), hits_new=new_hits, hits_base=other).cells.iloc[0]["method"] == "paired"
 
 
+def test_query_noise_is_clustered_by_the_queries_class() -> None:
+    """Hits that carry classes: the query draw is a draw of classes (queries of one item move together)."""
+    positions, classes = np.arange(4), np.array([7, 7, 9, 9])
+    new_hits = {f"x-{s}": {"positions": positions, "classes": classes, "emb": np.array([1, 1, 0, 0], np.uint8)}
+                for s in range(4)}  # fmt: skip
+    base_hits = {f"x-{s}": {"positions": positions, "classes": classes, "emb": np.array([0, 0, 1, 1], np.uint8)}
+                 for s in range(4)}  # fmt: skip
+    plain = compare_frames(frame({"x": NEW}), frame({"x": BASE})).cells.iloc[0]
+    row = compare_frames(frame({"x": NEW}), frame({"x": BASE}), hits_new=new_hits, hits_base=base_hits).cells.iloc[0]
+    # d_q = 1, 1, -1, -1 (mean 0); class sums 2 and -2: v_query = 2/1 * (4 + 4) / 16 = 1 on 1 df.
+    # Treated as 4 iid queries it would be var(d_q)/4 = (4/3)/4 = 1/3 on 3 df.
+    v_seed, v_query = plain["se"] ** 2, 1.0
+    assert row["method"] == "paired+queries"
+    assert row["se"] == pytest.approx(math.sqrt(v_seed + v_query))
+    assert row["df"] == pytest.approx((v_seed + v_query) ** 2 / (v_seed**2 / 3 + v_query**2 / 1))
+    # One class on both sides leaves no class-level spread to estimate: seeds only, never the iid formula.
+    one_class = {k: {**v, "classes": np.zeros(4, np.int64)} for k, v in new_hits.items()}
+    lone = compare_frames(frame({"x": NEW}), frame({"x": BASE}), hits_new=one_class, hits_base=one_class).cells.iloc[0]
+    assert lone["method"] == "paired" and lone["se"] == pytest.approx(plain["se"])
+
+
 def test_one_reference_no_bonferroni() -> None:
     base = frame({"bdl": BASE, "sbdl": [0.60, 0.62, 0.61, 0.66]})
     result = compare_frames(frame({"mine": NEW}), base, by=["loss.name"])

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, tiny_run_config, write_config
+from support.configs import tiny_run_config, write_config
+from support.paths import REPO
 
 from dmlbench import rundir
 from dmlbench.rundir.lease import LEASE, Lease, LeaseLostError, heartbeat_interval_s, move_aside, read_lease

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli, tiny_run_config, write_config
+from support.cli import run_cli
+from support.configs import tiny_run_config, write_config
 
 from dmlbench import rundir
 from dmlbench.rundir.lease import LEASE, Lease

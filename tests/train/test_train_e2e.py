@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -10,12 +11,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+import yaml
 from support.cli import run_cli
 from support.configs import tiny_run_config, write_config
 from support.paths import REPO
+from support.rebuild import rebuilt_features, score
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +57,9 @@ def test_train_cli_writes_a_complete_run_folder(tiny_synthshop: Path, tmp_path: 
         # Recall@K is a hit rate, so it can only grow with K and is at least Precision@1.
         assert m["recall@10"] >= m["recall@1"] >= 0 and m["recall@1"] == pytest.approx(m["precision@1"])
     assert "recall@1" in proc.stdout  # the printed per-layer table
+    # Each image's features scored with its own label: recomputed from model.pt alone, the same numbers
+    # (with several galleries, and from the embedding sample: tests/train/test_train_results.py).
+    assert score(rebuilt_features(run_dir)) == metrics["layers"]
 
     # A finished run is never written again: rerunning is a no-op that leaves every file untouched.
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
@@ -89,49 +94,6 @@ def _kill_when(cmd_cfg: Path, output_dir: Path, ready: Callable[[Path], bool]) -
 def _history_rows(run_dir: Path) -> int:
     path = run_dir / "history.jsonl"
     return path.read_text().count("\n") if path.is_file() else 0
-
-
-def _rebuilt_metrics(run_dir: Path) -> dict[str, Any]:
-    """metrics.json recomputed from the run folder alone: the config, model.pt, and features extracted
-    image by image in a plain loop (no DataLoader), each kept with the label of the image it came from."""
-    import numpy as np
-    import torch
-
-    from dmlbench.config import config_from_dict, load_yaml
-    from dmlbench.data.dataset import ImageDataset
-    from dmlbench.evaluate import evaluate_layers
-    from dmlbench.model import EmbeddingNet
-    from dmlbench.train import image_transform, prepare
-
-    cfg = config_from_dict(load_yaml((run_dir / "config.yaml").read_text()))
-    parts = prepare(cfg, log=lambda _line: None, check_images=False)
-    index = parts.index
-    model = EmbeddingNet(
-        cfg.model.backbone, fc_dim=cfg.model.fc_dim, emb_dim=cfg.model.emb_dim, num_attributes=index.num_attributes
-    )
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
-    model.eval()
-    dataset = ImageDataset(index, parts.eval_positions, image_transform(cfg, train=False))
-    feats: dict[str, list[torch.Tensor]] = {layer: [] for layer in cfg.eval.layers}
-    positions: list[int] = []
-    size = cfg.eval.batch_size  # the run's batch size: CPU kernels round per batch shape
-    with torch.no_grad():
-        for start in range(0, len(dataset), size):
-            items = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
-            out = model(torch.stack([image for image, _ in items]))
-            positions += [int(pos) for _, pos in items]
-            for layer in feats:
-                feats[layer].append(out[layer].float())
-    pos = np.asarray(positions)
-    return evaluate_layers(
-        {layer: torch.cat(chunks) for layer, chunks in feats.items()},
-        index.labels[pos],
-        index.splits[pos],
-        index.protocol,
-        cfg.eval.ks or list(index.ks),
-        attributes=None if index.attributes is None else index.attributes[pos],
-        backend="torch",
-    )
 
 
 def test_sigkill_mid_epoch_resumes_to_identical_metrics(tiny_synthshop: Path, tmp_path: Path) -> None:
@@ -201,7 +163,7 @@ def test_sigkill_mid_epoch_resumes_to_identical_metrics(tiny_synthshop: Path, tm
             (r["loss"], r["lr"], r["stats"]["grad_norm"]) for r in ref_rows
         ]
     # The evaluation scored each image's features against its own label: recomputed independently, equal.
-    assert _rebuilt_metrics(ref_dir) == json.loads((ref_dir / "metrics.json").read_text())["layers"]
+    assert score(rebuilt_features(ref_dir)) == json.loads((ref_dir / "metrics.json").read_text())["layers"]
 
 
 def test_misspelled_key_fails_before_any_work(tiny_synthshop: Path, tmp_path: Path) -> None:
@@ -255,16 +217,32 @@ def test_plugin_loss_from_the_config_trains_end_to_end(tiny_synthshop: Path, tmp
     run_dir = _only_run_dir(tmp_path / "runs")
     assert (run_dir / "DONE").is_file()
     history = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
-    assert history["stats"]["active_pairs"] > 0  # the plugin's stats reached the history
+    # The plugin's stats reached the history, and it saw every batch whole: 6 classes x 3 images give
+    # 6 * 3 * 2 positive and 18 * 15 negative ordered pairs, in each batch of the epoch.
+    assert set(history["stats"]) == {"active_pairs", "pos_sim", "neg_sim", "degenerate", "grad_norm"}
+    assert history["stats"]["active_pairs"] == 6 * 3 * 2 + 18 * 15 and history["stats"]["degenerate"] == 0
+    # The run records the plugin (config.yaml) and the file its loss came from (code.json) ...
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["plugins"] == ["plugins.example_losses"]
+    plugin_file = REPO / "tests" / "plugins" / "example_losses.py"
+    assert json.loads((run_dir / "code.json").read_text()) == {
+        "loss:cosine-margin": {"module": "plugins.example_losses", "sha256": hashlib.sha256(plugin_file.read_bytes()).hexdigest()}
+    }
+    # ... and its metrics are those of its own model.pt
+    assert score(rebuilt_features(run_dir)) == json.loads((run_dir / "metrics.json").read_text())["layers"]
 
 
 def test_bench_train_reports_pipeline_and_preloaded_throughput(tiny_synthshop: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "run.yaml", tiny_run_config(tiny_synthshop, tmp_path / "runs"))
-    proc = run_cli("bench-train", str(cfg), "--steps", "2", "--warmup", "1")
+    proc = run_cli("bench-train", str(cfg), "--steps", "2", "--warmup", "1", "--amp", "auto,off")
     assert proc.returncode == 0, proc.stderr
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("| auto"))
-    pipeline, preloaded, ratio = (float(x) for x in row.strip("|").split("|")[2:])
-    assert pipeline > 0 and preloaded > 0 and ratio == pytest.approx(pipeline / preloaded, abs=0.01)
+    # What was measured is said: the device, the model, image size, sampler, workers and timed steps ...
+    assert "bench-train on cpu: resnet18 at 32 px, batch-wise, num_workers=0, 2 timed steps" in proc.stdout
+    # ... and each requested setting has its row, in the order asked (images/s: tests/train/test_train_pipeline.py)
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "img/s" not in line]
+    assert [row.strip("|").split("|")[0].strip() for row in rows] == ["auto", "off"], proc.stdout
+    for row in rows:
+        pipeline, preloaded, ratio = (float(x) for x in row.strip("|").split("|")[2:])
+        assert pipeline > 0 and preloaded > 0 and ratio == pytest.approx(pipeline / preloaded, abs=0.01)
     assert not (tmp_path / "runs").exists()  # a benchmark writes no run folder
 
 

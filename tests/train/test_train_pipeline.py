@@ -68,3 +68,31 @@ def test_the_loop_does_not_read_the_sampler_a_second_time(tiny_synthshop: Path, 
     for got, want in zip(loaded, expected, strict=True):
         assert got.tuples is not None and torch.equal(got.tuples, torch.from_numpy(want.batch.tuples))
         assert got.dataset_idx.tolist() == [int(parts.train_positions[i]) for i in want.batch.indices]
+
+
+def test_bench_train_counts_the_timed_steps_images_over_their_own_time(
+    tiny_synthshop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench-train's images/s: the timed steps' images (warm-up excluded) over the time between the marks
+    taken around them, for the real pipeline and for the pre-loaded batches alike. The clock is the real
+    one, only watched: each reading is kept to recompute both figures."""
+    import time
+    from types import SimpleNamespace
+
+    from dmlbench.perf import bench_train
+
+    readings: list[float] = []
+
+    def watched() -> float:
+        readings.append(time.perf_counter())
+        return readings[-1]
+
+    monkeypatch.setattr(bench_train, "time", SimpleNamespace(perf_counter=watched))
+    cfg = config_from_dict(tiny_run_config(tiny_synthshop, tmp_path))
+    steps, warmup = 2, 1
+    result = bench_train.measure(cfg, steps=steps, warmup=warmup)
+    assert len(readings) == 4  # start and end of each of the two timed loops
+    images = steps * 6 * 3  # classes_per_batch x images_per_class of every timed step
+    assert result.pipeline_images_per_s == images / (readings[1] - readings[0])
+    assert result.tensors_images_per_s == images / (readings[3] - readings[2])
+    assert (result.processes, result.reports) == (1, True)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import run_cli, tiny_run_config
+from support.cli import run_cli
+from support.configs import tiny_run_config
 from test_tune import ENV, STANDIN, write_spec
 
 from dmlbench.errors import TuneError

@@ -18,7 +18,9 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from helpers import REPO, run_cli, tiny_run_config
+from support.cli import run_cli
+from support.configs import tiny_run_config
+from support.paths import REPO
 
 from dmlbench import rundir
 from dmlbench.tune.study import INCOMPLETE, JOURNAL_FILE, existing_studies, journal_storage
