@@ -10,18 +10,23 @@ the paper's lambda).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from dmlbench.losses import register
 from dmlbench.losses.base import MetricLoss
 from dmlbench.losses.common import (
     attribute_bce,
     check_tuples,
-    cosine_matrix,
-    label_masks,
+    gram_input_grad,
+    mask_pairs_,
     pair_similarity_sums,
     require_attributes,
+    same_label_pairs,
+    softplus_sum,
     stats_from_sums,
     tuple_similarities,
     tuple_sums,
@@ -42,38 +47,32 @@ def binomial_deviance_terms(
     return pos, neg
 
 
-def dense_binomial_deviance_terms(
-    sim: torch.Tensor,
-    pos_mask: torch.Tensor,
-    neg_mask: torch.Tensor,
-    *,
-    alpha: float,
-    beta: float,
-    C: float,
-    g: torch.Tensor | None = None,
-    num_pos: torch.Tensor | None = None,
-    num_neg: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same two means over a (B, B) similarity matrix and its pair masks, with SBDL's shift by the
-    attribute similarity ``g`` (+g on positives, -g on negatives) when given.
+class DenseDeviance(torch.autograd.Function):
+    """(similarities of the positive pairs ``rows``/``cols``, ``sum over negative pairs of softplus(C alpha
+    (t - beta))``) for t = x_i . (x_j * sign): x the normalised embeddings (SBDL: with the normalised
+    attribute probabilities appended and ``sign`` -1 on them, so t = s - g). One GEMM forward, one backward
+    (the matrix is symmetric: dL/dx = 2 (G @ x) * sign, G = C alpha sigmoid(Z) plus the positives' gradient);
+    in-place passes over Z, which is all that is kept."""
 
-    One softplus pass over the matrix; the per-kind means are dot products with weight matrices, so
-    no masked copies are made. ``num_pos``/``num_neg`` may be passed when already known.
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, sign: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor,
+        scale: float, beta: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        z = x @ (x if sign is None else x * sign).T
+        sim_pos = z[rows, cols]
+        mask_pairs_(z.sub_(beta).mul_(scale), rows, cols, -torch.inf)  # softplus(-inf) = sigmoid(-inf) = 0
+        ctx.z, ctx.scale, ctx.pairs = z, scale, (rows, cols)
+        ctx.save_for_backward(x, sign)
+        return sim_pos, softplus_sum(z)
 
-    >>> sim = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
-    >>> eye = torch.eye(2, dtype=torch.bool)
-    >>> p, n = dense_binomial_deviance_terms(sim, ~eye, torch.zeros(2, 2, dtype=torch.bool), alpha=2, beta=0.5, C=25)
-    >>> round(p.item(), 4), n.item()
-    (0.6931, 0.0)
-    """
-    scale = torch.where(pos_mask, -alpha, C * alpha).to(sim.dtype)
-    shifted = sim if g is None else torch.addcmul(sim, torch.where(pos_mask, 1.0, -1.0).to(sim.dtype), g)
-    terms = F.softplus(torch.addcmul(scale * -beta, scale, shifted)).flatten()
-    num_pos = pos_mask.sum() if num_pos is None else num_pos
-    num_neg = neg_mask.sum() if num_neg is None else num_neg
-    pos_weight = torch.where(pos_mask, 1.0 / num_pos.clamp_min(1), 0.0).to(sim.dtype).flatten()
-    neg_weight = torch.where(neg_mask, 1.0 / num_neg.clamp_min(1), 0.0).to(sim.dtype).flatten()
-    return torch.dot(terms, pos_weight), torch.dot(terms, neg_weight)
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_pos: torch.Tensor, grad_neg: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, sign = ctx.saved_tensors
+        grad_sim = torch.sigmoid(ctx.z).mul_(grad_neg * ctx.scale)
+        grad_x = gram_input_grad(grad_sim, x, ctx.pairs[0], ctx.pairs[1], grad_pos, symmetric=True)
+        return (grad_x if sign is None else grad_x.mul_(sign)), None, None, None, None, None
 
 
 def _binomial_forward(
@@ -104,17 +103,21 @@ def _binomial_forward(
             }
         pos, neg = binomial_deviance_terms(sim_pos, sim_neg, alpha=alpha, beta=beta, C=C)
         return pos, neg, sums, g_stats
-    normed, sim = cosine_matrix(embeddings)
-    pos_mask, neg_mask = label_masks(labels)
+    normed = F.normalize(embeddings, dim=1)
+    rows, cols = same_label_pairs(labels)
     sums = pair_similarity_sums(normed, labels)
-    g = None
+    x, sign = normed, None
     if attr_probs is not None:
-        attr_normed, g = cosine_matrix(attr_probs)
+        attr_normed = F.normalize(attr_probs, dim=1)
         g_sums = pair_similarity_sums(attr_normed, labels)
         g_stats = {"g_pos": g_sums[2] / g_sums[0].clamp_min(1), "g_neg": g_sums[3] / g_sums[1].clamp_min(1)}
-    pos, neg = dense_binomial_deviance_terms(
-        sim, pos_mask, neg_mask, alpha=alpha, beta=beta, C=C, g=g, num_pos=sums[0], num_neg=sums[1]
-    )
+        x = torch.cat([normed, attr_normed], dim=1)  # negatives need s - g: one GEMM over [e, a] . [e, -a]
+        sign = torch.cat([normed.new_ones(normed.shape[1]), normed.new_full((attr_normed.shape[1],), -1.0)])
+    sim_pos, neg_sum = DenseDeviance.apply(x, sign, rows, cols, C * alpha, beta)
+    if attr_probs is not None:  # positives need s + g = (s - g) + 2 g, g of the few positive pairs
+        sim_pos = sim_pos + 2.0 * (attr_normed[rows] * attr_normed[cols]).sum(1)
+    pos = F.softplus(-alpha * (sim_pos - beta)).sum() / max(len(sim_pos), 1)
+    neg = neg_sum / sums[1].clamp_min(1)
     return pos, neg, sums, g_stats
 
 

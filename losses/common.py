@@ -34,6 +34,56 @@ def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return same.fill_diagonal_(False), neg
 
 
+def same_label_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns of the ordered positive pairs (i != j, same label), without a B x B mask:
+    O(B log B + pairs) from the sorted labels, so a dense loss touches its matrix only where it must.
+
+    >>> rows, cols = same_label_pairs(torch.tensor([0, 1, 0, 0]))
+    >>> sorted(zip(rows.tolist(), cols.tolist()))
+    [(0, 2), (0, 3), (2, 0), (2, 3), (3, 0), (3, 2)]
+    """
+    order = torch.argsort(labels, stable=True)
+    _, counts = torch.unique_consecutive(labels[order], return_counts=True)
+    sizes = counts.repeat_interleave(counts)  # per sorted position: the size of its class
+    firsts = (counts.cumsum(0) - counts).repeat_interleave(counts)  # ... and its class's first position
+    rows = torch.arange(len(labels), device=labels.device).repeat_interleave(sizes)
+    within = torch.arange(len(rows), device=labels.device) - (sizes.cumsum(0) - sizes).repeat_interleave(sizes)
+    cols = firsts.repeat_interleave(sizes) + within
+    keep = rows != cols
+    return order[rows[keep]], order[cols[keep]]
+
+
+def mask_pairs_(matrix: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, value: float) -> torch.Tensor:
+    """Set the given pairs and the diagonal of a (B, B) matrix to ``value`` in place (O(pairs))."""
+    diag = torch.arange(len(matrix), device=matrix.device)
+    matrix[torch.cat([rows, diag]), torch.cat([cols, diag])] = value
+    return matrix
+
+
+def gram_input_grad(
+    grad_sim: torch.Tensor, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+    grad_pos: torch.Tensor | None, *, symmetric: bool,
+) -> torch.Tensor:  # fmt: skip
+    """dL/dx for S = x @ x.T from dL/dS: ``grad_sim`` (B, B; its listed pairs must be 0, it is changed in
+    place) plus ``grad_pos`` on the listed pairs. One GEMM: (G + G.T) @ x, or 2 G @ x when G is symmetric
+    (autograd's matmul backward does two)."""
+    if grad_pos is not None:
+        grad_sim.index_put_((rows, cols), grad_pos, accumulate=True)
+    return (grad_sim @ x).mul_(2.0) if symmetric else torch.add(grad_sim, grad_sim.T) @ x
+
+
+def softplus_sum(z: torch.Tensor) -> torch.Tensor:
+    """``F.softplus(z).sum()`` as max(z, 0) + log(1 + exp(-|z|)) with vectorised exp/log (torch's CPU
+    softplus and log1p are scalar: as slow as the GEMM at B = 512); -inf entries add 0. Absolute error per
+    entry within the dtype's epsilon.
+
+    >>> round(softplus_sum(torch.tensor([0.0, -torch.inf, 30.0, -30.0])).item(), 4)  # log 2 + 30
+    30.6931
+    """
+    tail = z.abs().neg_().exp_().add_(1.0).log_()
+    return tail.sum() + z.clamp(min=0).sum()
+
+
 def check_tuples(tuples: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Validate (T, 3) positions into the batch; returns them as int64 on the same device."""
     if tuples.dim() != 2 or tuples.shape[1] != 3:

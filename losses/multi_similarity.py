@@ -12,46 +12,54 @@ Defaults alpha=2, beta=50, lam (``base``) = 0.5: the paper's and PML's values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch.autograd.function import once_differentiable
 
 from dmlbench.losses import register
 from dmlbench.losses.base import MetricLoss
-from dmlbench.losses.common import cosine_matrix, label_masks, pair_similarity_sums, stats_from_sums
+from dmlbench.losses.common import (
+    gram_input_grad,
+    mask_pairs_,
+    pair_similarity_sums,
+    same_label_pairs,
+    stats_from_sums,
+)
 
 
-def log1p_sum_exp(x: torch.Tensor, mask: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
-    """Row-wise ``log(1 + sum_{mask} exp(x))``: 0 for empty rows, no overflow, finite gradients.
+class DenseNegatives(torch.autograd.Function):
+    """(similarities of the positive pairs ``rows``/``cols``, per anchor ``1/beta log(1 + sum over its mined
+    negatives of exp(beta (s - base)))``, each anchor's highest negative similarity, the number of mined
+    negatives). Mined: s + eps > the anchor's lowest positive similarity ``lowest_pos``; the row max, which
+    the mining needs anyway, is the log-sum-exp shift. One GEMM and in-place passes over it; backward
+    dL/ds = w_i exp(z_ij - shift_i), symmetrised, one GEMM."""
 
-    ``row_max`` (B,) must bound the masked x of each row from above (the mining already knows it),
-    so the usual logsumexp shift needs no extra pass over the matrix.
+    @staticmethod
+    def forward(
+        ctx: Any, normed: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, beta: float, base: float, epsilon: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        sim = normed @ normed.T
+        sim_pos = sim[rows, cols]
+        lowest_pos = torch.full_like(sim[0], torch.inf).scatter_reduce_(0, rows, sim_pos, "amin")
+        highest_neg = mask_pairs_(sim, rows, cols, -torch.inf).amax(dim=1)
+        any_neg = highest_neg + epsilon > lowest_pos  # the hardest negative is mined iff any is
+        shift = torch.where(any_neg, beta * (highest_neg - base), 0.0).clamp_min(0)
+        dropped = sim.add_(epsilon) <= lowest_pos[:, None]
+        exp_terms = sim.sub_(epsilon + base).mul_(beta).sub_(shift[:, None]).masked_fill_(dropped, -torch.inf).exp_()
+        denominator = torch.exp(-shift) + exp_terms.sum(dim=1)
+        ctx.exp_terms, ctx.weight, ctx.pairs = exp_terms, denominator.reciprocal(), (rows, cols)
+        ctx.save_for_backward(normed)
+        mined = dropped.numel() - dropped.sum()
+        ctx.mark_non_differentiable(highest_neg, mined)
+        return sim_pos, (shift + torch.log(denominator)) / beta, highest_neg, mined
 
-    >>> x = torch.tensor([[0.0, 100.0], [1.0, 2.0]])
-    >>> mask = torch.tensor([[True, True], [False, False]])
-    >>> [round(v, 4) for v in log1p_sum_exp(x, mask, torch.tensor([100.0, 2.0])).tolist()]
-    [100.0, 0.0]
-    """
-    shift = row_max.clamp_min(0).detach()  # log(1 + sum e^x) = m + log(e^-m + sum e^(x - m))
-    terms = torch.where(mask, torch.exp(x - shift[:, None]), 0.0)
-    return shift + torch.log(torch.exp(-shift) + terms.sum(dim=1))
-
-
-def ms_mine(
-    sim: torch.Tensor, pos_mask: torch.Tensor, neg_mask: torch.Tensor, epsilon: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MS mining on a similarity matrix: kept (hard) positive and negative masks, plus each row's
-    lowest positive and highest negative similarity (+inf / -inf when the row has none).
-
-    >>> sim = torch.tensor([[1.0, 0.3, 0.35, 0.0], [0.3, 1.0, 0.0, 0.0], [0.35, 0.0, 1.0, 0.5], [0.0, 0.0, 0.5, 1.0]])
-    >>> pos, neg, lowest_pos, highest_neg = ms_mine(sim, *label_masks(torch.tensor([0, 0, 1, 1])), 0.1)
-    >>> pos.int().tolist()[0], neg.int().tolist()[0], round(lowest_pos[0].item(), 4), round(highest_neg[0].item(), 4)
-    ([0, 1, 0, 0], [0, 0, 1, 0], 0.3, 0.35)
-    """
-    with torch.no_grad():
-        highest_neg = torch.where(neg_mask, sim, float("-inf")).amax(dim=1)
-        lowest_pos = torch.where(pos_mask, sim, float("inf")).amin(dim=1)
-        hard_pos = pos_mask & (sim - epsilon < highest_neg[:, None])
-        hard_neg = neg_mask & (sim + epsilon > lowest_pos[:, None])
-        return hard_pos, hard_neg, lowest_pos, highest_neg
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_pos: torch.Tensor, grad: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (normed,) = ctx.saved_tensors
+        grad_sim = ctx.exp_terms * (grad * ctx.weight)[:, None]
+        return gram_input_grad(grad_sim, normed, ctx.pairs[0], ctx.pairs[1], grad_pos, symmetric=False), None, None, None, None, None
 
 
 @register("multi-similarity")
@@ -78,19 +86,23 @@ class MultiSimilarityLoss(MetricLoss):
         attr_logits: torch.Tensor | None = None,
         attr_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        normed, sim = cosine_matrix(embeddings)
-        pos_mask, neg_mask = label_masks(labels)
-        hard_pos, hard_neg, lowest_pos, highest_neg = ms_mine(sim.detach(), pos_mask, neg_mask, self.epsilon)
-        # The hardest pair of each kind is always mined when any is, so it gives the exact row max.
-        any_pos = lowest_pos - self.epsilon < highest_neg  # a row mines something iff its hardest pair is
-        any_neg = highest_neg + self.epsilon > lowest_pos
-        pos_max = torch.where(any_pos, -self.alpha * (lowest_pos - self.base), 0.0)
-        neg_max = torch.where(any_neg, self.beta * (highest_neg - self.base), 0.0)
-        pos_loss = log1p_sum_exp(sim * -self.alpha + self.alpha * self.base, hard_pos, pos_max) / self.alpha
-        neg_loss = log1p_sum_exp(sim * self.beta - self.beta * self.base, hard_neg, neg_max) / self.beta
-        loss = (pos_loss + neg_loss).mean() if len(labels) else sim.sum() * 0.0
+        normed = torch.nn.functional.normalize(embeddings, dim=1)
+        rows, cols = same_label_pairs(labels)
+        sim_pos, neg_loss, highest_neg, mined_neg = DenseNegatives.apply(
+            normed, rows, cols, self.beta, self.base, self.epsilon
+        )
+        with torch.no_grad():  # positives are few: their term is computed pair by pair
+            lowest_pos = torch.full_like(highest_neg, torch.inf).scatter_reduce_(0, rows, sim_pos, "amin")
+        hard_pos = sim_pos - self.epsilon < highest_neg[rows]
+        # A row mines a positive iff its hardest one is mined: that one's term is the exact row max.
+        any_pos = lowest_pos - self.epsilon < highest_neg
+        shift = torch.where(any_pos, -self.alpha * (lowest_pos - self.base), 0.0).clamp_min(0)
+        terms = torch.where(hard_pos, torch.exp(-self.alpha * (sim_pos - self.base) - shift[rows]), 0.0)
+        sums = torch.zeros_like(shift).index_add(0, rows, terms)
+        pos_loss = (shift + torch.log(torch.exp(-shift) + sums)) / self.alpha
+        loss = (pos_loss + neg_loss).mean() if len(labels) else normed.sum() * 0.0
         with torch.no_grad():
-            mined = torch.stack([hard_pos.sum(), hard_neg.sum()]).to(sim.dtype)
+            mined = torch.stack([hard_pos.sum(), mined_neg]).to(normed.dtype)
         self.last_stats = stats_from_sums(
             pair_similarity_sums(normed, labels),
             active_pairs=mined.sum(),

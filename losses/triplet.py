@@ -19,9 +19,10 @@ from dmlbench.losses.common import (
     check_distance_options,
     check_tuples,
     distance_from_cosine,
-    label_masks,
+    mask_pairs_,
     pair_similarity_sums,
     reduce_losses,
+    same_label_pairs,
     stats_from_sums,
     tuple_similarities,
     tuple_sums,
@@ -100,13 +101,17 @@ class BatchHardTripletLoss(MetricLoss):
     ) -> torch.Tensor:
         normed = F.normalize(embeddings, dim=1)
         with torch.no_grad():  # mining: pick the pairs on the cosine matrix, which needs no gradient
+            rows, cols = same_label_pairs(labels)
             sim = normed @ normed.T
-            pos_mask, neg_mask = label_masks(labels)
-            hardest_pos = torch.where(pos_mask, sim, float("inf")).min(dim=1)
-            hardest_neg = torch.where(neg_mask, sim, float("-inf")).max(dim=1)
-            valid = torch.isfinite(hardest_pos.values) & torch.isfinite(hardest_neg.values)
+            sim_pos = sim[rows, cols]  # positives are few: taken pair by pair, lowest index on ties
+            hardest_neg = mask_pairs_(sim, rows, cols, -torch.inf).max(dim=1)  # negatives: one pass
+            lowest = normed.new_full((len(labels),), torch.inf).scatter_reduce_(0, rows, sim_pos, "amin")
+            first = torch.where(sim_pos == lowest[rows], cols, len(labels))
+            hardest_pos_index = torch.full((len(labels),), len(labels), device=labels.device).scatter_reduce_(0, rows, first, "amin")
+            valid = torch.isfinite(lowest) & torch.isfinite(hardest_neg.values)
+            hardest_pos_index = torch.where(valid, hardest_pos_index, 0)
         # Gradient flows only through the 2B mined pairs: recompute just those (O(B D), not O(B^2)).
-        sim_ap = (normed * normed[hardest_pos.indices]).sum(1)
+        sim_ap = (normed * normed[hardest_pos_index]).sum(1)
         sim_an = (normed * normed[hardest_neg.indices]).sum(1)
         d_ap = distance_from_cosine(sim_ap, self.distance)
         d_an = distance_from_cosine(sim_an, self.distance)

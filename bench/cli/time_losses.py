@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"forward+backward, median of {args.repeats} on {args.device} ({torch.get_num_threads()} threads); "
-        f"{FLOOR_NAME} = E @ E.T forward + backward (3 GEMMs)"
+        f"{FLOOR_NAME} = E @ E.T forward + backward (3 GEMMs); each multiple is against the floor timed "
+        "alternately with that loss"
     )
     print(format_table(rows))
     return 1 if failures else 0

@@ -118,6 +118,26 @@ def median_ms(step: Callable[[], None], *, repeats: int, warmup: int, device: st
     return samples
 
 
+def interleaved_ms(
+    step: Callable[[], None], floor_step: Callable[[], None], *, repeats: int, warmup: int, device: str
+) -> tuple[list[float], list[float]]:
+    """Wall times (ms) of `step` and of `floor_step`, alternated call by call: load that drifts during
+    the run hits both alike, so their ratio holds on a shared machine."""
+    for _ in range(warmup):
+        step()
+    gc.collect()
+    samples: list[float] = []
+    floors: list[float] = []
+    for _ in range(repeats):
+        for fn, out in ((floor_step, floors), (step, samples)):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append((time.perf_counter() - start) * 1e3)
+    return samples, floors
+
+
 def gemm_floor_step(inputs: LossInputs, grad_out: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         inputs.embeddings.grad = None
@@ -164,10 +184,10 @@ def time_losses(
     on_error: Callable[[str, Exception], None] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[TimingRow]:
-    """One row per (shape, loss), plus a ``gemm-floor`` row per shape.
+    """One row per (shape, loss), plus a ``gemm-floor`` row per shape (the median of all its floor samples).
 
-    The floor is sampled before and after the shape's losses and the pooled median is used, so a
-    drift in machine load during the run shows less in the multiples.
+    Each loss's multiple is against the floor sampled alternately with it (floor, loss, floor, loss, ...),
+    so a drift in machine load during the run shows less in the multiples.
     """
     rows: list[TimingRow] = []
     for batch in batches:
@@ -181,23 +201,24 @@ def time_losses(
             grad_out = torch.randn(batch, batch, generator=torch.Generator().manual_seed(seed)).to(device)
             floor_step = gemm_floor_step(pairs, grad_out)
             floor_samples = median_ms(floor_step, repeats=repeats, warmup=warmup, device=device)
-            loss_times: list[tuple[str, float]] = []
+            loss_times: list[tuple[str, float, float]] = []
             for name in names:
                 inputs = tuples if LOSSES.get(name).requires_tuples else pairs
                 try:
-                    samples = median_ms(
-                        loss_step(name, inputs, (params or {}).get(name)), repeats=repeats, warmup=warmup, device=device
-                    )
+                    samples, floors = interleaved_ms(
+                        loss_step(name, inputs, (params or {}).get(name)), floor_step,
+                        repeats=repeats, warmup=warmup, device=device,
+                    )  # fmt: skip
                 except Exception as err:  # one broken (e.g. plugin) loss must not sink the whole table
                     if on_error is None:
                         raise
                     on_error(name, err)
                     continue
-                loss_times.append((name, statistics.median(samples)))
-            floor_samples += median_ms(floor_step, repeats=repeats, warmup=0, device=device)
+                floor_samples += floors
+                loss_times.append((name, statistics.median(samples), statistics.median(floors)))
             floor = statistics.median(floor_samples)
             rows.append(TimingRow(FLOOR_NAME, batch, dim, floor, floor))
-            rows.extend(TimingRow(name, batch, dim, ms, floor) for name, ms in loss_times)
+            rows.extend(TimingRow(name, batch, dim, ms, own_floor) for name, ms, own_floor in loss_times)
     return rows
 
 
