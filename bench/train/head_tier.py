@@ -23,6 +23,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from dmlbench import losses, rundir
 from dmlbench.config import Config, run_id
@@ -50,6 +53,8 @@ from dmlbench.train.pipeline import image_transform
 from dmlbench.train.trainer import build_optimizer, build_scheduler, loss_parameter_group, seed_everything
 
 FEATURE_CACHE_VERSION = 1  # bump when the extraction changes what a cached feature holds
+FEATURE_CHUNK_IMAGES = 2048  # resumable unit of the extraction (rounded down to whole eval batches)
+PROGRESS_EVERY_S = 30.0  # one progress line this often when stderr is not a terminal
 
 
 def feature_key(cfg: Config, index: DatasetIndex) -> str:
@@ -94,17 +99,74 @@ def cached_features(
     started = time.time()
     trunk = EmbeddingNet(cfg.model.backbone, pretrained=cfg.model.pretrained, weights_path=cfg.model.weights_path).trunk
     trunk = trunk.to(device).eval()
-    dataset = ImageDataset(index, np.arange(len(index.paths)), image_transform(cfg, train=False))
-    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.train.num_workers)
-    chunks = [trunk(images.to(device)).float().cpu() for images, _ in loader]
-    features = torch.cat(chunks).numpy().astype(np.float32)
-    if path is not None:
-        buffer = io.BytesIO()
-        np.save(buffer, features)
-        rundir.atomic_write_bytes(path, buffer.getvalue())
+    total = len(index.paths)
+    # Resumable: chunks of whole batches (so every image meets the same batch as in one pass: same bytes)
+    chunk = cfg.eval.batch_size * max(1, FEATURE_CHUNK_IMAGES // cfg.eval.batch_size)
+    parts_dir = None if path is None else path.with_suffix(".parts")
+    log(f"frozen {cfg.model.backbone} features of {total} images: "
+        + (f"cache {path} (finished chunks kept in {parts_dir} until done)" if path is not None else "cache off"))
+    progress = ExtractionProgress(total, log)
+    chunks = []
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        part = None if parts_dir is None else parts_dir / f"{start:09d}-{stop:09d}.npy"
+        if part is not None and part.is_file():
+            chunks.append(np.load(part))
+        else:
+            dataset = ImageDataset(index, np.arange(start, stop), image_transform(cfg, train=False))
+            loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.train.num_workers)
+            batches = []
+            for images, _ in loader:
+                batches.append(trunk(images.to(device)).float().cpu())
+                progress.advance(len(images))
+            chunks.append(torch.cat(batches).numpy().astype(np.float32))
+            if part is not None:
+                rundir.atomic_write_bytes(part, _npy_bytes(chunks[-1]))
+        progress.skip_to(stop)
+    features = np.concatenate(chunks).astype(np.float32)
+    if path is not None and parts_dir is not None:
+        rundir.atomic_write_bytes(path, _npy_bytes(features))
+        shutil.rmtree(parts_dir, ignore_errors=True)
     log(f"frozen {cfg.model.backbone} features of {len(features)} images extracted in {time.time() - started:.1f} s"
         + (f", cached: {path}" if path is not None else " (cache off)"))
     return torch.from_numpy(features)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+class ExtractionProgress:
+    """Images done, img/s and ETA: a tqdm bar on a terminal, else one line every ``PROGRESS_EVERY_S``."""
+
+    def __init__(self, total: int, log: Callable[[str], None]) -> None:
+        self.total, self.done, self.log = total, 0, log
+        self.started = self.last = time.time()
+        self.counted = 0  # images extracted here (not loaded from finished chunks): the rate's numerator
+        self.bar = tqdm(total=total, unit="img", desc="features", leave=False) if sys.stderr.isatty() else None
+
+    def advance(self, images: int) -> None:
+        self.done += images
+        self.counted += images
+        if self.bar is not None:
+            self.bar.update(images)
+            return
+        now = time.time()
+        if now - self.last >= PROGRESS_EVERY_S or self.done >= self.total:
+            self.last = now
+            rate = self.counted / max(now - self.started, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            self.log(f"features: {self.done}/{self.total} images, {rate:.0f} img/s, ETA {eta:.0f} s")
+
+    def skip_to(self, done: int) -> None:
+        """Account for a finished chunk loaded from disk."""
+        if done > self.done and self.bar is not None:
+            self.bar.update(done - self.done)
+        self.done = max(self.done, done)
+        if self.done >= self.total and self.bar is not None:
+            self.bar.close()
 
 
 class Head(nn.Module):

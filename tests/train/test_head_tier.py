@@ -155,3 +155,39 @@ def test_each_image_size_gets_its_own_cached_features(
     lines = []
     again = cached_features(configs[48], index, torch.device("cpu"), log=lines.append)
     assert not lines and torch.equal(again, features[48])  # read from the cache
+
+
+def test_feature_extraction_resumes_from_finished_chunks(
+    tiny_synthshop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from dmlbench.train import head_tier
+    from dmlbench.validation.preflight import load_index
+
+    monkeypatch.setenv("DMLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    raw = base_config(tiny_synthshop, tmp_path / "runs")
+    raw["eval"]["batch_size"] = 16
+    cfg = config_from_dict(raw)
+    index = load_index(cfg)
+    key_file = tmp_path / "cache" / "features" / f"{head_tier.feature_key(cfg, index)}.npy"
+    lines: list[str] = []
+    one_pass = head_tier.cached_features(cfg, index, torch.device("cpu"), lines.append)  # one chunk
+    whole = key_file.read_bytes()
+    assert any(str(key_file) in line for line in lines)  # the cache location is printed
+    assert any("img/s" in line and "ETA" in line for line in lines)  # progress, not a terminal here
+
+    monkeypatch.setattr(head_tier, "FEATURE_CHUNK_IMAGES", 40)  # rounded down to 32: 2 batches a chunk
+    key_file.unlink()
+    chunked = head_tier.cached_features(cfg, index, torch.device("cpu"), lines.append)
+    assert key_file.read_bytes() == whole and torch.equal(chunked, one_pass)  # same bytes as one pass
+    assert not key_file.with_suffix(".parts").exists()  # removed once the cache file is written
+
+    # A killed extraction: the finished chunks stay; the next call extracts only the rest.
+    key_file.unlink()
+    parts = key_file.with_suffix(".parts")
+    parts.mkdir()
+    marker = np.full((32, one_pass.shape[1]), 7.0, dtype=np.float32)
+    np.save(parts / f"{0:09d}-{32:09d}.npy", marker)
+    resumed = head_tier.cached_features(cfg, index, torch.device("cpu"), lines.append)
+    assert (resumed[:32] == 7.0).all() and torch.equal(resumed[32:], one_pass[32:])
