@@ -160,7 +160,7 @@ def test_copied_preset_renamed_writes_to_sweeps_name(tmp_path: Path, capsys: pyt
     path.write_text(yaml.safe_dump(data))
     assert load_sweep(path).output_dir == Path("sweeps/my_grid")
     assert main(["collect", str(tmp_path / "sweeps" / "nothing")]) == 2
-    assert "A sweep writes to its output_dir" in capsys.readouterr().err
+    assert "a sweep writes to its output_dir" in capsys.readouterr().err.lower()
 
 
 # -- point 7: time-losses with loss parameters and any --dim --------------------------------------------
