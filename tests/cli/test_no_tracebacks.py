@@ -88,7 +88,7 @@ def sweep_folder(out: Path, **executor: Any) -> tuple[Path, list[str]]:
 
 def broken_folders(tmp: Path) -> dict[str, str]:
     """Folders a command finds broken: jobs.json, sweep.yaml, code.json, history.jsonl, metrics.json."""
-    from synthetic_runs import recall_metrics, write_run
+    from support.synthetic_runs import recall_metrics, write_run
 
     from dmlbench.config import config_from_dict, dump_config
 
@@ -457,7 +457,7 @@ def test_a_read_only_run_folder_stops_with_one_line(
 
 
 def finished_tree(root: Path) -> Path:
-    from synthetic_runs import recall_metrics, write_run
+    from support.synthetic_runs import recall_metrics, write_run
 
     for seed in (0, 1):
         write_run(root / "runs", {"seed": seed}, {"emb": recall_metrics(0.5 + seed / 10)})
@@ -501,7 +501,7 @@ def test_written_files_follow_the_umask(tmp_path: Path, capsys: pytest.CaptureFi
     }))
     old = os.umask(0o027)
     try:
-        code, out_text, err = run_main(["sweep", str(sweep_file), "--runner", "standin:standin_train_run"], capsys)
+        code, out_text, err = run_main(["sweep", str(sweep_file), "--runner", "support.standin:standin_train_run"], capsys)
     finally:
         os.umask(old)
     assert code == 0, out_text + err
@@ -544,7 +544,7 @@ def test_an_unreachable_slurm_controller_is_one_line_and_the_folders_still_repor
 ) -> None:
     """SLURM_CONF pointing at a dead port (the shared cluster stays up): status and sweep say so in one
     line, exit 1, and still show the finished cell as done; nothing is submitted."""
-    from synthetic_runs import recall_metrics, write_run
+    from support.synthetic_runs import recall_metrics, write_run
 
     folder, run_ids = sweep_folder(tmp_path / "sw", kind="slurm")
     done = write_run(folder / "runs", {"seed": 0}, {"emb": recall_metrics(0.5)}, sweep="sw")

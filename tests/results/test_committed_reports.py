@@ -32,7 +32,7 @@ def test_committed_reports_are_drawn_by_the_current_code() -> None:
 
 
 def test_every_report_records_the_code_that_drew_it(tmp_path: Path) -> None:
-    from synthetic_runs import recall_metrics, write_run
+    from support.synthetic_runs import recall_metrics, write_run
 
     from dmlbench.results.report import write_report
 

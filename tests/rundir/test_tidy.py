@@ -23,7 +23,7 @@ from dmlbench.rundir.lease import LEASE, Lease
 from dmlbench.rundir.tidy import LEASE_LEFTOVER_AGE_S, remove_temp_files, tidy_done
 
 TESTS = Path(__file__).resolve().parents[1]
-STANDIN = "standin:standin_train_run"
+STANDIN = "support.standin:standin_train_run"
 CHECKPOINT_TMP = ".checkpoint.pt.0123456789abcdef0123456789abcdef.tmp"
 KILLED_WRITES = (CHECKPOINT_TMP, ".metrics.json.k3x9q1.tmp", ".history.jsonl.a8b7c6.tmp")
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from support.cli import run_cli
 from support.configs import tiny_run_config
-from test_tune import ENV, STANDIN, write_spec
+from support.tune import ENV, STANDIN, write_spec
 
 from dmlbench.errors import TuneError
 from dmlbench.losses import register

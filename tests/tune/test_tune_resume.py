@@ -26,7 +26,7 @@ from dmlbench import rundir
 from dmlbench.tune.study import INCOMPLETE, JOURNAL_FILE, existing_studies, journal_storage
 
 HERE = Path(__file__).resolve().parent
-STANDIN = "tune_standin:standin_tune_run"
+STANDIN = "support.tune_standin:standin_tune_run"
 ENV = {"PYTHONPATH": os.pathsep.join([str(HERE), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
 SPACES = {
     "bdl": {"loss.params.alpha", "loss.params.beta", "train.lr"},
