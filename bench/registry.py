@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from dmlbench.errors import (
@@ -39,6 +40,15 @@ T = TypeVar("T")
 _REQUIRED = "<required>"
 
 
+def defining_file(obj: object) -> str | None:
+    """The resolved path of the file that defines `obj` (a class or function), or None."""
+    try:
+        source = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return str(Path(source).resolve()) if source else None
+
+
 class Registry(Generic[T]):
     """Name -> class or factory. Entries register themselves with `@REGISTRY.register(name)`.
     `unknown_hint` ends the message for an unknown name (e.g. how to load a plugin that defines it)."""
@@ -52,11 +62,13 @@ class Registry(Generic[T]):
         def decorator(obj: T) -> T:
             existing = self._entries.get(name)
             if existing is not None and existing is not obj:
-                # Re-importing the same module (e.g. a plugin loaded twice) re-registers an equal
-                # qualified name; anything else is a genuine clash the user must resolve.
-                same = getattr(existing, "__qualname__", None) == getattr(obj, "__qualname__", None) and getattr(
-                    existing, "__module__", None
-                ) == getattr(obj, "__module__", None)
+                # Re-importing the same module (a plugin loaded twice, or one file imported under two
+                # names, `plugins.mylosses` and `mylosses`) re-registers an equal qualified name from the
+                # same file; anything else is a genuine clash the user must resolve.
+                same = getattr(existing, "__qualname__", None) == getattr(obj, "__qualname__", None) and (
+                    getattr(existing, "__module__", None) == getattr(obj, "__module__", None)
+                    or defining_file(existing) == defining_file(obj) is not None
+                )
                 if not same:
                     raise ValueError(f"{self.kind} '{name}' is already registered by {existing!r}")
             self._entries[name] = obj

@@ -61,6 +61,8 @@ NOT_RUN = {
         "the before/after workflow around an edit of a loss; compare's gate: tests/results/test_compare_gate.py",
     ("docs/results.md", "dmlbench collect sweeps/my_sweep [--out DIR] [--paper] [--tables my_tables.yaml] [--no-plots]"):
         "a synopsis; collect runs end to end in tests/results/test_collect.py",
+    ("docs/results.md", "dmlbench quickstart --report results/quickstart"):
+        "retrains the quick start's cells (minutes); tests/results/test_committed_reports.py checks the result",
     ("docs/results.md", "dmlbench plot recall    sweeps/s/report/results.csv --layer conv"):
         "needs a collected sweep; the plots are drawn in tests/results/test_paper_output.py",
     ("docs/results.md", "dmlbench compare sweeps/my_grid --by loss.name --reference multi-similarity"):

@@ -37,7 +37,7 @@ from dmlbench.results.tables import Table, TableSpec, build_tables, load_paper, 
 # these files equals the one it was drawn with (`drawn_by.json`; tests/results/test_committed_reports.py).
 DRAWING_CODE: tuple[str, ...] = (
     "results/plots.py", "results/table_render.py", "results/tables.py", "results/report.py",
-    "results/power_report.py", "presets/tables.yaml",
+    "results/power_report.py", "results/tables.yaml",
 )
 DRAWN_BY = "drawn_by.json"
 

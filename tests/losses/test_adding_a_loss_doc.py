@@ -60,10 +60,12 @@ def test_adding_a_loss_walkthrough_runs(tiny_synthshop: Path, tmp_path: Path) ->
     old_code = {json.loads((r / "code.json").read_text())["loss:proxy-anchor"]["sha256"] for r in replaced}
     assert len(new_code) == len(old_code) == 1 and new_code != old_code
     assert all((r / "DONE").is_file() for r in [*runs.iterdir(), *replaced])
-    # the edit was picked up: the new runs' proxies trained with alpha 16, so the metrics differ
-    metric = {json.loads((r / "metrics.json").read_text())["layers"]["emb"]["recall@1"] for r in runs.iterdir()}
-    old_metric = {json.loads((r / "metrics.json").read_text())["layers"]["emb"]["recall@1"] for r in replaced}
-    assert metric != old_metric
+    # the edit was picked up: the new runs' proxies trained with alpha 16, so their metrics differ (all of
+    # them compared: on tiny data one recall@1 alone can coincide, 1 of 12 queries either way)
+    def scores(folders: list[Path]) -> set[str]:
+        return {json.dumps(json.loads((r / "metrics.json").read_text())["layers"], sort_keys=True) for r in folders}
+
+    assert scores(list(runs.iterdir())).isdisjoint(scores(replaced))
     assert "recall@1" in out and "n=2" in out  # compare: new code vs old code, 2 seeds each
     # adding the miner plugin does not change the proxy-anchor cells' ids: both are still done
     assert out.rstrip().endswith("before: 2 done; would submit 0") or "before: 2 done; would submit 0" in out

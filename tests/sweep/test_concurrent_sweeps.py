@@ -71,7 +71,8 @@ def test_a_cell_another_sweeps_job_trains_keeps_that_jobs_id(tmp_path: Path) -> 
     one of them, whose job then holds the cell's lease. The local job of that cell steps aside, and
     jobs.json keeps the SLURM job's id (under the sweep's lock), not `local:PID`."""
     from dmlbench.sweep import expand
-    from dmlbench.sweep.submit import _record_jobs, sweep_lock
+    from dmlbench.sweep.executor import record_jobs
+    from dmlbench.sweep.submit import sweep_lock
 
     data = sweep_dict(tmp_path, grid={"seed": [0, 1]}, executor={"kind": "local", "local_parallelism": 1, "timeout_min": 5})
     data["base"]["train"]["epochs"] = 3
@@ -86,7 +87,7 @@ def test_a_cell_another_sweeps_job_trains_keeps_that_jobs_id(tmp_path: Path) -> 
         time.sleep(0.1)
     with Lease(sweep.runs_dir / second.run_id):  # ... while a SLURM job starts on the second
         with sweep_lock(sweep.output_dir):  # as `dmlbench sweep` records its jobs
-            _record_jobs(sweep.output_dir, {second.run_id: "999999_1"})
+            record_jobs(sweep.output_dir, {second.run_id: "999999_1"})
         out, err = local.communicate(timeout=600)
     assert local.returncode == 0 and "Traceback" not in err, out + err
     assert f"busy   {second.run_id}" in out, out
