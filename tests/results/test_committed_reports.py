@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from support.paths import REPO
 
 from dmlbench.results.report import DRAWN_BY, drawing_code_hash
@@ -16,12 +15,6 @@ REGENERATE = {"results/quickstart": "dmlbench quickstart --report results/quicks
 
 
 # strict: once the report is regenerated this test passes, and the marker must go.
-@pytest.mark.xfail(
-    strict=True,
-    reason="results/quickstart predates drawn_by.json (branch i29a could not retrain its 5 cells: the shared "
-    "2-core box ran at load ~20); regenerate it with `dmlbench quickstart --report results/quickstart` and "
-    "remove this marker",
-)
 def test_committed_reports_are_drawn_by_the_current_code() -> None:
     current = drawing_code_hash()
     for folder, command in REGENERATE.items():
