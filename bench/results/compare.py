@@ -146,7 +146,7 @@ def canonical_key(value: Any) -> str:
 def key_value(column: str, value: Any) -> str:
     """canonical_key, except that a data root is compared by its folder name (absolute paths differ by machine).
 
-    >>> key_value("data.root", "/home/a/data/synthshop-large"), key_value("data.root", "data/synthshop-large/")
+    >>> key_value("data.root", "/srv/lab/data/synthshop-large"), key_value("data.root", "data/synthshop-large/")
     ('synthshop-large', 'synthshop-large')
     """
     text = canonical_key(value)
